@@ -1,0 +1,79 @@
+"""The one small protocol every platform adapter implements."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Protocol, runtime_checkable
+
+from federation.types import Account, Mention, OutgoingPost, PostResult
+
+# Called by an adapter for every mention it receives. It returns only after the mention is
+# durably recorded (or deliberately ignored); only then may the adapter acknowledge it
+# (advance a cursor, mark it read). Raising means "not recorded": do not acknowledge.
+MentionSink = Callable[[Mention], Awaitable[None]]
+
+
+class CursorStore(Protocol):
+    """Durable key/value storage for an adapter's catch-up cursors (e.g. notification min_id)."""
+
+    async def get_cursor(self, key: str) -> str | None: ...
+
+    async def set_cursor(self, key: str, value: str) -> None: ...
+
+
+class MemoryCursorStore:
+    """In-memory CursorStore for tests and dry runs."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, str] = {}
+
+    async def get_cursor(self, key: str) -> str | None:
+        return self.values.get(key)
+
+    async def set_cursor(self, key: str, value: str) -> None:
+        self.values[key] = value
+
+
+@runtime_checkable
+class Adapter(Protocol):
+    """A bot account on one server.
+
+    `name` is the account's name in config (e.g. "main"), `platform` is "mastodon" or "lemmy".
+    """
+
+    name: str
+    platform: str
+
+    async def start(self) -> Account:
+        """Verify credentials, set the bot flag etc.; return the bot's own account."""
+        ...
+
+    async def listen(self, sink: MentionSink) -> None:
+        """Receive mentions forever (stream/poll + catch-up), calling `sink` for each one.
+
+        Never returns normally; cancelled to stop. Reconnects with backoff on failures and
+        catches up from the stored cursor after every reconnect, so nothing is lost.
+        """
+        ...
+
+    async def catch_up(self, sink: MentionSink) -> int:
+        """Fetch everything since the stored cursor once; return how many mentions were seen."""
+        ...
+
+    async def post(self, post: OutgoingPost) -> PostResult:
+        """Upload media and publish. Raises TransientError / PermanentError / RemoteGone."""
+        ...
+
+    async def find_existing_reply(self, post: OutgoingPost) -> PostResult | None:
+        """An earlier reply by the bot for the same idempotency key, if the server has one."""
+        ...
+
+    async def request_exists(self, mention: Mention) -> bool:
+        """False when the request was deleted or removed since it was received."""
+        ...
+
+    async def delete(self, remote_id: str) -> None:
+        """Delete one of the bot's own posts."""
+        ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,37 @@
+"""Errors an adapter raises; the application decides retries from the class alone."""
+
+from __future__ import annotations
+
+
+class AdapterError(Exception):
+    """Base class. `code` is a stable machine-readable reason."""
+
+    code = "adapter_error"
+
+
+class TransientError(AdapterError):
+    """Try again later: network failure, 5xx, 429. `retry_after` is seconds if the server said."""
+
+    code = "remote_unavailable"
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PermanentError(AdapterError):
+    """The server refused for good (4xx other than 429): retrying will not help."""
+
+    code = "remote_refused"
+
+
+class AuthError(PermanentError):
+    """The credentials are wrong or revoked: an operator must act."""
+
+    code = "auth_failed"
+
+
+class RemoteGone(PermanentError):
+    """The thing we answer (status, comment, message) was deleted or removed."""
+
+    code = "request_deleted"

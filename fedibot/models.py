@@ -1,0 +1,245 @@
+"""The database schema (SQLAlchemy 2 declarative). Alembic migrations mirror it.
+
+Timestamps are UNIX epoch seconds (float, UTC): cheap to compare in the queue's hot path and
+identical on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every table."""
+
+
+class JobState:
+    RECEIVED = "received"
+    QUEUED = "queued"
+    GENERATING = "generating"
+    GENERATED = "generated"
+    REPLYING = "replying"
+    DONE = "done"
+    REJECTED = "rejected"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    ALL = (RECEIVED, QUEUED, GENERATING, GENERATED, REPLYING, DONE, REJECTED, FAILED, CANCELLED)
+    TERMINAL = (DONE, REJECTED, FAILED, CANCELLED)
+
+
+class ReplyState:
+    """Delivery of an error/notice reply for a job that ended without images."""
+
+    NONE = "none"
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    GAVE_UP = "gave_up"
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16), default="mention")  # mention | campaign
+    platform: Mapped[str] = mapped_column(String(16))
+    bot_account: Mapped[str] = mapped_column(String(64))
+    remote_id: Mapped[str] = mapped_column(String(255))
+    requester: Mapped[str] = mapped_column(String(320))  # user@domain, or campaign:<name>
+    requester_domain: Mapped[str] = mapped_column(String(255), default="")
+    state: Mapped[str] = mapped_column(String(16), default=JobState.QUEUED)
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    fair_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    batch_key: Mapped[str] = mapped_column(String(255), default="")
+
+    prompt: Mapped[str] = mapped_column(Text, default="")
+    negative_prompt: Mapped[str] = mapped_column(Text, default="")
+    model: Mapped[str] = mapped_column(String(64), default="")
+    width: Mapped[int] = mapped_column(Integer, default=0)
+    height: Mapped[int] = mapped_column(Integer, default=0)
+    steps: Mapped[int] = mapped_column(Integer, default=0)
+    guidance: Mapped[float] = mapped_column(Float, default=0.0)
+    n: Mapped[int] = mapped_column(Integer, default=1)
+    seed: Mapped[int] = mapped_column(BigInteger, default=0)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # style, raw options
+    request: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # the Mention
+    visibility: Mapped[str] = mapped_column(String(16), default="direct")
+
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=3)
+    lease_owner: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    lease_expires_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    not_before: Mapped[float] = mapped_column(Float, default=0.0)
+    reply_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    reply_state: Mapped[str] = mapped_column(String(16), default=ReplyState.NONE)
+
+    error_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    reply_remote_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    reply_url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    safety: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    created_at: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)
+    generated_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    finished_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    generation_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+    __table_args__ = (
+        UniqueConstraint("platform", "bot_account", "remote_id", name="uq_jobs_remote"),
+        # The claim order: fair round, then priority, then age. Partial: only queued rows.
+        Index(
+            "ix_jobs_claim_order",
+            "fair_seq",
+            text("priority DESC"),
+            "id",
+            sqlite_where=text("state = 'queued'"),
+            postgresql_where=text("state = 'queued'"),
+        ),
+        Index(
+            "ix_jobs_claim_batch",
+            "batch_key",
+            "fair_seq",
+            text("priority DESC"),
+            "id",
+            sqlite_where=text("state = 'queued'"),
+            postgresql_where=text("state = 'queued'"),
+        ),
+        Index(
+            "ix_jobs_requester_queued",
+            "requester",
+            "fair_seq",
+            sqlite_where=text("state = 'queued'"),
+            postgresql_where=text("state = 'queued'"),
+        ),
+        Index("ix_jobs_state_lease", "state", "lease_expires_at"),
+        Index("ix_jobs_requester_created", "requester", "created_at"),
+        Index("ix_jobs_domain_created", "requester_domain", "created_at"),
+        Index("ix_jobs_state_finished", "state", "finished_at"),
+        Index("ix_jobs_reply_state", "reply_state"),
+    )
+
+
+class JobImage(Base):
+    __tablename__ = "job_images"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    index: Mapped[int] = mapped_column(Integer)
+    seed: Mapped[int] = mapped_column(BigInteger)
+    path: Mapped[str] = mapped_column(Text)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    flagged: Mapped[bool] = mapped_column(Boolean, default=False)
+    safety: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class Cursor(Base):
+    """An adapter's catch-up position (e.g. the newest handled notification id)."""
+
+    __tablename__ = "cursors"
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[float] = mapped_column(Float)
+
+
+class DomainOverride(Base):
+    """A manual allow/deny decision by an admin: always beats the Fediseer sync."""
+
+    __tablename__ = "domain_overrides"
+
+    domain: Mapped[str] = mapped_column(String(255), primary_key=True)
+    action: Mapped[str] = mapped_column(String(8))  # allow | deny
+    note: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[float] = mapped_column(Float)
+    created_by: Mapped[str] = mapped_column(String(128), default="cli")
+
+
+class FediseerEntry(Base):
+    """The last good result of the Fediseer sync: one row per allowed or denied domain."""
+
+    __tablename__ = "fediseer_entries"
+
+    domain: Mapped[str] = mapped_column(String(255), primary_key=True)
+    list: Mapped[str] = mapped_column(String(8))  # allow | deny
+    provenance: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    since: Mapped[float] = mapped_column(Float)
+
+
+class SyncRun(Base):
+    __tablename__ = "sync_runs"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    started_at: Mapped[float] = mapped_column(Float)
+    finished_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    status: Mapped[str] = mapped_column(String(16))  # applied | held | failed | dry_run
+    added: Mapped[int] = mapped_column(Integer, default=0)
+    removed: Mapped[int] = mapped_column(Integer, default=0)
+    sources: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    diff: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class BannedUser(Base):
+    __tablename__ = "banned_users"
+
+    acct: Mapped[str] = mapped_column(String(320), primary_key=True)
+    note: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class AuditEntry(Base):
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    at: Mapped[float] = mapped_column(Float, index=True)
+    actor: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(320), default="")
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class CampaignState(Base):
+    __tablename__ = "campaign_state"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    last_status_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    prompt_index: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[float] = mapped_column(Float)
+
+
+class CampaignRun(Base):
+    """One scheduled run of a campaign; unique by (campaign, scheduled time)."""
+
+    __tablename__ = "campaign_runs"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    campaign: Mapped[str] = mapped_column(String(128))
+    scheduled_at: Mapped[float] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(16))  # enqueued | skipped | posted | failed
+    job_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    note: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (UniqueConstraint("campaign", "scheduled_at", name="uq_campaign_run"),)

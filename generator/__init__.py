@@ -1,0 +1,1 @@
+"""Turning batches of generation requests into images (diffusers). Imports torch lazily."""

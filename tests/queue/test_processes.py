@@ -1,0 +1,64 @@
+"""Claimers in separate OS processes against one database."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+from fedibot.models import JobState
+from fedibot.queue import JobQueue, QueueSettings
+from tests.queue.test_queue import job
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def spawn(url: str, worker: str, out: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.queue.claimer_proc", url, worker, str(out), *extra],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+
+
+async def test_two_processes_complete_each_job_exactly_once(engine, db_url, tmp_path):
+    queue = JobQueue(engine)
+    for i in range(400):
+        await queue.enqueue(job(str(i), requester=f"user{i % 11}@example.social"))
+    outs = [tmp_path / f"p{i}.txt" for i in range(3)]
+    procs = [spawn(db_url, f"proc{i}", out) for i, out in enumerate(outs)]
+    for proc in procs:
+        assert await asyncio.to_thread(proc.wait, 120) == 0
+    done = Counter(int(x) for out in outs for x in out.read_text().split())
+    assert len(done) == 400 and set(done.values()) == {1}
+    assert sum(1 for out in outs if out.read_text().strip()) >= 2  # really shared the work
+    assert (await queue.stats())[JobState.GENERATED] == 400
+
+
+async def test_killed_claimer_process_jobs_come_back_after_lease_expiry(engine, db_url, tmp_path):
+    queue = JobQueue(engine, QueueSettings(retry_base_seconds=0.01, per_requester_in_flight=100))
+    for i in range(5):
+        await queue.enqueue(job(str(i)))
+    held = tmp_path / "held.txt"
+    proc = spawn(db_url, "doomed", held, "--hold")
+    for _ in range(200):
+        if held.exists() and held.read_text().strip():
+            break
+        await asyncio.sleep(0.05)
+    claimed = {int(x) for x in held.read_text().split()}
+    assert len(claimed) == 5
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert await queue.claim("survivor", max_batch=8) == []
+    await asyncio.sleep(2.2)  # the claimer's 2 s lease runs out
+    assert await queue.requeue_expired() == 5
+    await asyncio.sleep(0.05)
+    again = await queue.claim("survivor", max_batch=8)
+    assert {r.id for r in again} == claimed
+    for row in again:
+        assert await queue.complete("survivor", row.id, [])
+    assert (await queue.stats())[JobState.GENERATED] == 5
