@@ -8,7 +8,8 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy.ext.asyncio import AsyncEngine
+
+from fedibot.db import Database
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
@@ -19,22 +20,23 @@ def alembic_config() -> Config:
     return cfg
 
 
-async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
+def upgrade_blocking(db: Database, revision: str = "head") -> None:
     cfg = alembic_config()
-
-    def _run(sync_conn) -> None:  # type: ignore[no-untyped-def]
-        cfg.attributes["connection"] = sync_conn
+    with db.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
 
-    async with engine.begin() as conn:
-        await conn.run_sync(_run)
+
+async def upgrade(db: Database, revision: str = "head") -> None:
+    """Bring the schema to `revision` (idempotent; safe to run at every start)."""
+    import asyncio
+
+    await asyncio.to_thread(upgrade_blocking, db, revision)
 
 
-async def current_revision(engine: AsyncEngine) -> str | None:
-    async with engine.connect() as conn:
-        return await conn.run_sync(
-            lambda sync_conn: MigrationContext.configure(sync_conn).get_current_revision()
-        )
+def current_revision(db: Database) -> str | None:
+    with db.engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
 
 
 def head_revision() -> str | None:

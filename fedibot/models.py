@@ -131,11 +131,41 @@ class Job(Base):
             sqlite_where=text("state = 'queued'"),
             postgresql_where=text("state = 'queued'"),
         ),
-        Index("ix_jobs_state_lease", "state", "lease_expires_at"),
+        # No index leads with `state` alone: the planner would prefer it (it is an equality)
+        # and scan every queued row instead of walking the claim order.
+        Index(
+            "ix_jobs_generating",
+            "requester",
+            sqlite_where=text("state = 'generating'"),
+            postgresql_where=text("state = 'generating'"),
+        ),
+        Index(
+            "ix_jobs_generated",
+            "id",
+            sqlite_where=text("state = 'generated'"),
+            postgresql_where=text("state = 'generated'"),
+        ),
+        Index(
+            "ix_jobs_reply_pending",
+            "id",
+            sqlite_where=text("reply_state = 'pending'"),
+            postgresql_where=text("reply_state = 'pending'"),
+        ),
+        Index(
+            "ix_jobs_leased",
+            "lease_expires_at",
+            sqlite_where=text("lease_expires_at IS NOT NULL"),
+            postgresql_where=text("lease_expires_at IS NOT NULL"),
+        ),
+        Index(
+            "ix_jobs_finished",
+            "finished_at",
+            sqlite_where=text("finished_at IS NOT NULL"),
+            postgresql_where=text("finished_at IS NOT NULL"),
+        ),
         Index("ix_jobs_requester_created", "requester", "created_at"),
         Index("ix_jobs_domain_created", "requester_domain", "created_at"),
-        Index("ix_jobs_state_finished", "state", "finished_at"),
-        Index("ix_jobs_reply_state", "reply_state"),
+        Index("ix_jobs_reply_remote", "platform", "bot_account", "reply_remote_id"),
     )
 
 

@@ -25,12 +25,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, case, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    JSON,
+    Float,
+    Integer,
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Row
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.engine import Connection, Row
 
 from fedibot import metrics
+from fedibot.db import Database
 from fedibot.models import Job, JobImage, JobState, ReplyState
 
 log = logging.getLogger("fedibot.queue")
@@ -40,6 +54,12 @@ images = JobImage.__table__
 
 CLAIM_ORDER = (jobs.c.fair_seq, jobs.c.priority.desc(), jobs.c.id)
 ACTIVE_STATES = (JobState.QUEUED, JobState.GENERATING, JobState.GENERATED, JobState.REPLYING)
+# A literal (not a bound parameter) so SQLite and PostgreSQL can use the partial indexes
+# declared with `WHERE state = 'queued'`.
+IS_QUEUED = jobs.c.state == literal_column("'queued'")
+IS_GENERATING = jobs.c.state == literal_column("'generating'")
+IS_GENERATED = jobs.c.state == literal_column("'generated'")
+REPLY_PENDING = jobs.c.reply_state == literal_column("'pending'")
 
 
 @dataclass(frozen=True)
@@ -101,29 +121,36 @@ def backoff_seconds(attempt: int, base: float, cap: float) -> float:
 
 
 class JobQueue:
-    """All state changes of jobs. Safe to share between tasks, processes and machines."""
+    """All state changes of jobs. Safe to share between tasks, processes and machines.
 
-    def __init__(self, engine: AsyncEngine, settings: QueueSettings | None = None) -> None:
-        self.engine = engine
+    Each public method is one transaction run in the database thread (`Database.run`); the
+    `_…` twins hold the SQL and take the connection.
+    """
+
+    def __init__(self, db: Database, settings: QueueSettings | None = None) -> None:
+        self.db = db
         self.settings = settings or QueueSettings()
-        self._pg = engine.dialect.name == "postgresql"
+        self._pg = not db.is_sqlite
+        self._stmts = _Statements.build(self._pg)
 
     def _now(self) -> float:
         return self.settings.clock()
 
+    def _backoff(self, attempt: int, cap: float | None = None) -> float:
+        return backoff_seconds(
+            attempt, self.settings.retry_base_seconds, cap or self.settings.retry_max_seconds
+        )
+
     # ------------------------------------------------------------------ enqueue
     async def enqueue(self, job: NewJob) -> EnqueueResult:
         """Record a job; a second call for the same (platform, account, remote id) is a no-op."""
-        now = self._now()
-        queued = jobs.c.state == JobState.QUEUED
-        clock = select(func.min(jobs.c.fair_seq)).where(queued).scalar_subquery()
-        mine = (
-            select(func.max(jobs.c.fair_seq) + 1)
-            .where(queued, jobs.c.requester == job.requester)
-            .scalar_subquery()
-        )
-        lo, hi = func.coalesce(clock, 0), func.coalesce(mine, 0)
-        values = {
+        result = await self.db.run(self._enqueue, job, self._now())
+        if result.created:
+            self._transition(result.job_id, None, job.state, job.error_code)
+        return result
+
+    def _enqueue(self, conn: Connection, job: NewJob, now: float) -> EnqueueResult:
+        params = {
             "kind": job.kind,
             "platform": job.platform,
             "bot_account": job.bot_account,
@@ -132,7 +159,6 @@ class JobQueue:
             "requester_domain": job.requester_domain,
             "state": job.state,
             "priority": job.priority,
-            "fair_seq": case((hi > lo, hi), else_=lo),
             "batch_key": batch_key(job.model, job.width, job.height, job.steps, job.guidance),
             "prompt": job.prompt,
             "negative_prompt": job.negative_prompt,
@@ -158,97 +184,54 @@ class JobQueue:
             "updated_at": now,
             "finished_at": now if job.state in JobState.TERMINAL else None,
         }
-        dialect_insert = postgresql.insert if self._pg else sqlite.insert
-        stmt = (
-            dialect_insert(jobs)
-            .values(**values)
-            .on_conflict_do_nothing(index_elements=["platform", "bot_account", "remote_id"])
-            .returning(jobs.c.id)
-        )
-        async with self.engine.begin() as conn:
-            new_id = (await conn.execute(stmt)).scalar()
-            if new_id is None:
-                existing = await conn.execute(
-                    select(jobs.c.id).where(
-                        jobs.c.platform == job.platform,
-                        jobs.c.bot_account == job.bot_account,
-                        jobs.c.remote_id == job.remote_id,
-                    )
-                )
-                return EnqueueResult(int(existing.scalar_one()), created=False)
-        self._transition(new_id, None, job.state, job.error_code)
-        return EnqueueResult(int(new_id), created=True)
+        new_id = conn.execute(self._stmts.insert, params).scalar()
+        if new_id is not None:
+            return EnqueueResult(int(new_id), created=True)
+        existing = conn.execute(self._stmts.find_remote, params).scalar_one()
+        return EnqueueResult(int(existing), created=False)
 
     # ------------------------------------------------------------------ generation side
     async def claim(
         self, worker_id: str, max_batch: int, lease_seconds: float | None = None
     ) -> list[Row[Any]]:
         """Take up to `max_batch` compatible queued jobs (same batch key) under a lease."""
-        now = self._now()
         lease = lease_seconds or self.settings.lease_seconds
-        cap = self.settings.per_requester_in_flight
-        ready = and_(jobs.c.state == JobState.QUEUED, jobs.c.not_before <= now)
-        capped = (
-            select(jobs.c.requester)
-            .where(jobs.c.state == JobState.GENERATING)
-            .group_by(jobs.c.requester)
-            .having(func.count() >= cap)
-        )
-        async with self.engine.begin() as conn:
-            head = select(jobs.c.batch_key).where(ready, jobs.c.requester.not_in(capped))
-            head = head.order_by(*CLAIM_ORDER).limit(1)
-            if self._pg:
-                head = head.with_for_update(skip_locked=True, of=jobs)
-            key = (await conn.execute(head)).scalar()
-            if key is None:
-                return []
-            candidates = (
-                select(jobs.c.id, jobs.c.requester)
-                .where(ready, jobs.c.batch_key == key)
-                .order_by(*CLAIM_ORDER)
-                .limit(max_batch * 4)
-            )
-            if self._pg:
-                candidates = candidates.with_for_update(skip_locked=True)
-            rows = (await conn.execute(candidates)).all()
-            in_flight = await self._in_flight(conn, {r.requester for r in rows})
-            chosen: list[int] = []
-            for row in rows:
-                if in_flight[row.requester] >= cap:
-                    continue
-                in_flight[row.requester] += 1
-                chosen.append(row.id)
-                if len(chosen) == max_batch:
-                    break
-            if not chosen:
-                return []
-            claimed = (
-                await conn.execute(
-                    update(jobs)
-                    .where(jobs.c.id.in_(chosen), jobs.c.state == JobState.QUEUED)
-                    .values(
-                        state=JobState.GENERATING,
-                        lease_owner=worker_id,
-                        lease_expires_at=now + lease,
-                        attempts=jobs.c.attempts + 1,
-                        updated_at=now,
-                    )
-                    .returning(*jobs.c)
-                )
-            ).all()
-        order = {job_id: i for i, job_id in enumerate(chosen)}
-        claimed.sort(key=lambda r: order[r.id])
+        claimed = await self.db.run(self._claim, worker_id, max_batch, lease, self._now())
         for row in claimed:
             self._transition(row.id, JobState.QUEUED, JobState.GENERATING, worker=worker_id)
         return claimed
 
-    async def _in_flight(self, conn: AsyncConnection, requesters: Iterable[str]) -> Counter[str]:
-        names = list(requesters)
-        result = await conn.execute(
-            select(jobs.c.requester, func.count())
-            .where(jobs.c.state == JobState.GENERATING, jobs.c.requester.in_(names))
-            .group_by(jobs.c.requester)
-        )
+    def _claim(
+        self, conn: Connection, worker_id: str, max_batch: int, lease: float, now: float
+    ) -> list[Row[Any]]:
+        cap = self.settings.per_requester_in_flight
+        key = conn.execute(self._stmts.claim_head, {"now": now, "cap": cap}).scalar()
+        if key is None:
+            return []
+        rows = conn.execute(
+            self._stmts.claim_candidates, {"now": now, "key": key, "limit": max_batch * 4}
+        ).all()
+        in_flight = self._in_flight(conn, {r.requester for r in rows})
+        chosen: list[int] = []
+        for row in rows:
+            if in_flight[row.requester] >= cap:
+                continue
+            in_flight[row.requester] += 1
+            chosen.append(row.id)
+            if len(chosen) == max_batch:
+                break
+        if not chosen:
+            return []
+        claimed = conn.execute(
+            self._stmts.claim_update,
+            {"ids": chosen, "worker": worker_id, "expires": now + lease, "now": now},
+        ).all()
+        order = {job_id: i for i, job_id in enumerate(chosen)}
+        claimed.sort(key=lambda r: order[r.id])
+        return claimed
+
+    def _in_flight(self, conn: Connection, requesters: Iterable[str]) -> Counter[str]:
+        result = conn.execute(self._stmts.in_flight, {"names": list(requesters)})
         return Counter({name: int(count) for name, count in result.all()})
 
     async def heartbeat(
@@ -257,18 +240,20 @@ class JobQueue:
         """Extend the lease of jobs this worker still holds; returns how many it holds."""
         if not job_ids:
             return 0
-        now = self._now()
-        async with self.engine.begin() as conn:
-            result = await conn.execute(
+        expires = self._now() + (lease_seconds or self.settings.lease_seconds)
+
+        def _heartbeat(conn: Connection) -> int:
+            return conn.execute(
                 update(jobs)
                 .where(
                     jobs.c.id.in_(list(job_ids)),
                     jobs.c.lease_owner == worker_id,
                     jobs.c.state.in_((JobState.GENERATING, JobState.REPLYING)),
                 )
-                .values(lease_expires_at=now + (lease_seconds or self.settings.lease_seconds))
-            )
-        return result.rowcount or 0
+                .values(lease_expires_at=expires)
+            ).rowcount
+
+        return await self.db.run(_heartbeat)
 
     async def complete(
         self,
@@ -281,61 +266,57 @@ class JobQueue:
     ) -> bool:
         """generating → generated with its images. False when the lease was lost meanwhile."""
         now = self._now()
-        async with self.engine.begin() as conn:
-            result = await conn.execute(
-                update(jobs)
-                .where(
-                    jobs.c.id == job_id,
-                    jobs.c.state == JobState.GENERATING,
-                    jobs.c.lease_owner == worker_id,
-                )
-                .values(
-                    state=JobState.GENERATED,
-                    lease_owner=None,
-                    lease_expires_at=None,
-                    not_before=0.0,
-                    generated_at=now,
-                    updated_at=now,
-                    generation_seconds=generation_seconds,
-                    safety=safety or {},
-                )
+
+        def _complete(conn: Connection) -> bool:
+            result = conn.execute(
+                self._stmts.complete,
+                {
+                    "job_id": job_id,
+                    "worker": worker_id,
+                    "now": now,
+                    "seconds": generation_seconds,
+                    "safety": safety or {},
+                },
             )
             if result.rowcount != 1:
                 return False
             if image_rows:
-                await conn.execute(insert(images), [{**r, "job_id": job_id} for r in image_rows])
-        self._transition(job_id, JobState.GENERATING, JobState.GENERATED)
-        return True
+                conn.execute(insert(images), [{**r, "job_id": job_id} for r in image_rows])
+            return True
+
+        done = await self.db.run(_complete)
+        if done:
+            self._transition(job_id, JobState.GENERATING, JobState.GENERATED)
+        return done
 
     async def fail(
         self, worker_id: str, job_id: int, code: str, message: str, *, retryable: bool
     ) -> str | None:
         """A generation error: back to queued with backoff, or failed (+ an error reply)."""
         now = self._now()
-        async with self.engine.begin() as conn:
-            row = (
-                await conn.execute(
-                    select(jobs.c.attempts, jobs.c.max_attempts).where(
-                        jobs.c.id == job_id,
-                        jobs.c.state == JobState.GENERATING,
-                        jobs.c.lease_owner == worker_id,
-                    )
+
+        def _fail(conn: Connection) -> str | None:
+            row = conn.execute(
+                select(jobs.c.attempts, jobs.c.max_attempts).where(
+                    jobs.c.id == job_id,
+                    jobs.c.state == JobState.GENERATING,
+                    jobs.c.lease_owner == worker_id,
                 )
             ).first()
             if row is None:
                 return None
             if retryable and row.attempts < row.max_attempts:
-                delay = backoff_seconds(
-                    row.attempts, self.settings.retry_base_seconds, self.settings.retry_max_seconds
-                )
-                values: dict[str, Any] = {"state": JobState.QUEUED, "not_before": now + delay}
+                values: dict[str, Any] = {
+                    "state": JobState.QUEUED,
+                    "not_before": now + self._backoff(row.attempts),
+                }
             else:
                 values = {
                     "state": JobState.FAILED,
                     "finished_at": now,
                     "reply_state": ReplyState.PENDING,
                 }
-            await conn.execute(
+            conn.execute(
                 update(jobs)
                 .where(jobs.c.id == job_id)
                 .values(
@@ -347,63 +328,54 @@ class JobQueue:
                     updated_at=now,
                 )
             )
-        self._transition(job_id, JobState.GENERATING, values["state"], code)
-        return values["state"]
+            return values["state"]
+
+        new_state = await self.db.run(_fail)
+        if new_state:
+            self._transition(job_id, JobState.GENERATING, new_state, code)
+        return new_state
 
     async def requeue_expired(self) -> int:
         """Return jobs whose lease ran out (a worker or replier died) to where they resume."""
-        now = self._now()
+        moved = await self.db.run(self._requeue_expired, self._now())
+        for job_id, old, new in moved:
+            self._transition(job_id, old, new, "lease_expired")
+        return len(moved)
+
+    def _requeue_expired(self, conn: Connection, now: float) -> list[tuple[int, str, str]]:
         expired = and_(jobs.c.lease_expires_at.is_not(None), jobs.c.lease_expires_at < now)
-        moved = 0
-        async with self.engine.begin() as conn:
-            stale = (
-                await conn.execute(
-                    select(
-                        jobs.c.id,
-                        jobs.c.state,
-                        jobs.c.attempts,
-                        jobs.c.max_attempts,
-                        jobs.c.reply_state,
-                    ).where(
-                        expired,
-                        or_(
-                            jobs.c.state.in_((JobState.GENERATING, JobState.REPLYING)),
-                            jobs.c.reply_state == ReplyState.SENDING,
-                        ),
-                    )
-                )
-            ).all()
-            for row in stale:
-                if row.state == JobState.GENERATING:
-                    if row.attempts < row.max_attempts:
-                        delay = backoff_seconds(
-                            row.attempts,
-                            self.settings.retry_base_seconds,
-                            self.settings.retry_max_seconds,
-                        )
-                        values: dict[str, Any] = {
-                            "state": JobState.QUEUED,
-                            "not_before": now + delay,
-                        }
-                    else:
-                        values = {
-                            "state": JobState.FAILED,
-                            "finished_at": now,
-                            "reply_state": ReplyState.PENDING,
-                            "error_code": "generation_failed",
-                            "error_message": "the generator stopped while working on it",
-                        }
-                elif row.state == JobState.REPLYING:
-                    values = {"state": JobState.GENERATED}
-                else:
-                    values = {"reply_state": ReplyState.PENDING}
-                await conn.execute(
-                    update(jobs)
-                    .where(jobs.c.id == row.id, expired)
-                    .values(**values, lease_owner=None, lease_expires_at=None, updated_at=now)
-                )
-                moved += 1
-                self._transition(row.id, row.state, values.get("state", row.state), "lease_expired")
+        stale = conn.execute(
+            select(jobs.c.id, jobs.c.state, jobs.c.attempts, jobs.c.max_attempts).where(
+                expired,
+                or_(
+                    jobs.c.state.in_((JobState.GENERATING, JobState.REPLYING)),
+                    jobs.c.reply_state == ReplyState.SENDING,
+                ),
+            )
+        ).all()
+        moved = []
+        for row in stale:
+            values: dict[str, Any]
+            if row.state == JobState.GENERATING and row.attempts < row.max_attempts:
+                values = {"state": JobState.QUEUED, "not_before": now + self._backoff(row.attempts)}
+            elif row.state == JobState.GENERATING:
+                values = {
+                    "state": JobState.FAILED,
+                    "finished_at": now,
+                    "reply_state": ReplyState.PENDING,
+                    "error_code": "generation_failed",
+                    "error_message": "the generator stopped while working on it",
+                }
+            elif row.state == JobState.REPLYING:
+                values = {"state": JobState.GENERATED}
+            else:
+                values = {"reply_state": ReplyState.PENDING}
+            conn.execute(
+                update(jobs)
+                .where(jobs.c.id == row.id, expired)
+                .values(**values, lease_owner=None, lease_expires_at=None, updated_at=now)
+            )
+            moved.append((row.id, row.state, values.get("state", row.state)))
         return moved
 
     # ------------------------------------------------------------------ reply side
@@ -411,31 +383,31 @@ class JobQueue:
         self, worker_id: str, limit: int = 10, lease_seconds: float = 120.0
     ) -> list[Row[Any]]:
         """Take generated jobs (→ replying) and pending error replies (→ sending)."""
-        now = self._now()
+        out = await self.db.run(self._claim_replies, worker_id, limit, lease_seconds, self._now())
+        for row in out:
+            if row.state == JobState.REPLYING:
+                self._transition(row.id, JobState.GENERATED, JobState.REPLYING, worker=worker_id)
+        return out
+
+    def _claim_replies(
+        self, conn: Connection, worker_id: str, limit: int, lease_seconds: float, now: float
+    ) -> list[Row[Any]]:
         lease = {"lease_owner": worker_id, "lease_expires_at": now + lease_seconds}
+        error_reply_due = and_(
+            REPLY_PENDING, jobs.c.state.in_((JobState.REJECTED, JobState.FAILED))
+        )
         out: list[Row[Any]] = []
-        async with self.engine.begin() as conn:
-            for where, values in (
-                (
-                    jobs.c.state == JobState.GENERATED,
-                    {"state": JobState.REPLYING},
-                ),
-                (
-                    and_(
-                        jobs.c.reply_state == ReplyState.PENDING,
-                        jobs.c.state.in_((JobState.REJECTED, JobState.FAILED)),
-                    ),
-                    {"reply_state": ReplyState.SENDING},
-                ),
-            ):
-                picked = select(jobs.c.id).where(where, jobs.c.not_before <= now)
-                picked = picked.order_by(jobs.c.id).limit(limit - len(out))
-                if self._pg:
-                    picked = picked.with_for_update(skip_locked=True)
-                ids = list((await conn.execute(picked)).scalars())
-                if not ids:
-                    continue
-                rows = await conn.execute(
+        for where, values in (
+            (IS_GENERATED, {"state": JobState.REPLYING}),
+            (error_reply_due, {"reply_state": ReplyState.SENDING}),
+        ):
+            picked = select(jobs.c.id).where(where, jobs.c.not_before <= now)
+            picked = picked.order_by(jobs.c.id).limit(limit - len(out))
+            if self._pg:
+                picked = picked.with_for_update(skip_locked=True)
+            ids = list(conn.execute(picked).scalars())
+            if ids:
+                rows = conn.execute(
                     update(jobs)
                     .where(jobs.c.id.in_(ids), where)
                     .values(
@@ -444,11 +416,8 @@ class JobQueue:
                     .returning(*jobs.c)
                 )
                 out.extend(rows.all())
-                if len(out) >= limit:
-                    break
-        for row in out:
-            if row.state == JobState.REPLYING:
-                self._transition(row.id, JobState.GENERATED, JobState.REPLYING, worker=worker_id)
+            if len(out) >= limit:
+                break
         return out
 
     async def reply_sent(
@@ -456,21 +425,20 @@ class JobQueue:
     ) -> bool:
         """The reply is on the server: replying → done, or an error reply sending → sent."""
         now = self._now()
-        async with self.engine.begin() as conn:
-            row = (
-                await conn.execute(
-                    select(jobs.c.state, jobs.c.created_at).where(
-                        jobs.c.id == job_id, jobs.c.lease_owner == worker_id
-                    )
+
+        def _sent(conn: Connection) -> Row[Any] | None:
+            row = conn.execute(
+                select(jobs.c.state, jobs.c.created_at).where(
+                    jobs.c.id == job_id, jobs.c.lease_owner == worker_id
                 )
             ).first()
             if row is None:
-                return False
+                return None
             if row.state == JobState.REPLYING:
                 values: dict[str, Any] = {"state": JobState.DONE, "finished_at": now}
             else:
                 values = {"reply_state": ReplyState.SENT}
-            await conn.execute(
+            conn.execute(
                 update(jobs)
                 .where(jobs.c.id == job_id)
                 .values(
@@ -482,6 +450,11 @@ class JobQueue:
                     updated_at=now,
                 )
             )
+            return row
+
+        row = await self.db.run(_sent)
+        if row is None:
+            return False
         if row.state == JobState.REPLYING:
             metrics.REPLY_LATENCY.observe(max(0.0, now - row.created_at))
             self._transition(job_id, JobState.REPLYING, JobState.DONE, remote=remote_id)
@@ -501,25 +474,20 @@ class JobQueue:
         """A post attempt failed. Transient → try again later (never dropped); permanent →
         failed without reply; the request deleted → cancelled."""
         now = self._now()
-        async with self.engine.begin() as conn:
-            row = (
-                await conn.execute(
-                    select(jobs.c.state, jobs.c.reply_attempts).where(
-                        jobs.c.id == job_id, jobs.c.lease_owner == worker_id
-                    )
+
+        def _failed(conn: Connection) -> tuple[str, str] | None:
+            row = conn.execute(
+                select(jobs.c.state, jobs.c.reply_attempts).where(
+                    jobs.c.id == job_id, jobs.c.lease_owner == worker_id
                 )
             ).first()
             if row is None:
                 return None
             sending_images = row.state == JobState.REPLYING
+            values: dict[str, Any]
             if retryable and not gone:
-                delay = backoff_seconds(
-                    row.reply_attempts,
-                    self.settings.retry_base_seconds,
-                    self.settings.reply_retry_max_seconds,
-                )
-                delay = max(delay, retry_after or 0.0)
-                values: dict[str, Any] = {"not_before": now + delay}
+                delay = self._backoff(row.reply_attempts, self.settings.reply_retry_max_seconds)
+                values = {"not_before": now + max(delay, retry_after or 0.0)}
                 if sending_images:
                     values["state"] = JobState.GENERATED
                 else:
@@ -533,23 +501,29 @@ class JobQueue:
                 }
             else:
                 values = {"reply_state": ReplyState.GAVE_UP}
-            await conn.execute(
+            conn.execute(
                 update(jobs)
                 .where(jobs.c.id == job_id)
                 .values(**values, lease_owner=None, lease_expires_at=None, updated_at=now)
             )
-        new_state = values.get("state", row.state)
-        self._transition(job_id, row.state, new_state, code)
-        return new_state
+            return row.state, values.get("state", row.state)
+
+        moved = await self.db.run(_failed)
+        if moved is None:
+            return None
+        self._transition(job_id, moved[0], moved[1], code)
+        return moved[1]
 
     # ------------------------------------------------------------------ admin
     async def cancel(self, job_id: int, reason: str = "cancelled") -> bool:
+        """Stop a job that has not finished; a worker holding it finds its lease gone."""
         now = self._now()
-        async with self.engine.begin() as conn:
-            row = (await conn.execute(select(jobs.c.state).where(jobs.c.id == job_id))).first()
+
+        def _cancel(conn: Connection) -> str | None:
+            row = conn.execute(select(jobs.c.state).where(jobs.c.id == job_id)).first()
             if row is None or row.state in JobState.TERMINAL:
-                return False
-            await conn.execute(
+                return None
+            conn.execute(
                 update(jobs)
                 .where(jobs.c.id == job_id, jobs.c.state == row.state)
                 .values(
@@ -562,24 +536,26 @@ class JobQueue:
                     updated_at=now,
                 )
             )
-        self._transition(job_id, row.state, JobState.CANCELLED, reason)
+            return row.state
+
+        old = await self.db.run(_cancel)
+        if old is None:
+            return False
+        self._transition(job_id, old, JobState.CANCELLED, reason)
         return True
 
     async def retry(self, job_id: int) -> bool:
         """Put a failed or cancelled job back in the queue with fresh attempts."""
         now = self._now()
-        async with self.engine.begin() as conn:
-            row = (await conn.execute(select(jobs.c.state).where(jobs.c.id == job_id))).first()
+
+        def _retry(conn: Connection) -> str | None:
+            row = conn.execute(select(jobs.c.state).where(jobs.c.id == job_id)).first()
             if row is None or row.state not in (JobState.FAILED, JobState.CANCELLED):
-                return False
-            clock = (
-                await conn.execute(
-                    select(func.coalesce(func.min(jobs.c.fair_seq), 0)).where(
-                        jobs.c.state == JobState.QUEUED
-                    )
-                )
+                return None
+            clock = conn.execute(
+                select(func.coalesce(func.min(jobs.c.fair_seq), 0)).where(IS_QUEUED)
             ).scalar_one()
-            await conn.execute(
+            conn.execute(
                 update(jobs)
                 .where(jobs.c.id == job_id)
                 .values(
@@ -595,53 +571,50 @@ class JobQueue:
                     updated_at=now,
                 )
             )
-        self._transition(job_id, row.state, JobState.QUEUED, "retry")
+            return row.state
+
+        old = await self.db.run(_retry)
+        if old is None:
+            return False
+        self._transition(job_id, old, JobState.QUEUED, "retry")
         return True
 
     async def get(self, job_id: int) -> Row[Any] | None:
-        async with self.engine.connect() as conn:
-            return (await conn.execute(select(jobs).where(jobs.c.id == job_id))).first()
+        return await self.db.run(
+            lambda conn: conn.execute(select(jobs).where(jobs.c.id == job_id)).first()
+        )
 
     async def find(self, platform: str, bot_account: str, remote_id: str) -> Row[Any] | None:
-        async with self.engine.connect() as conn:
-            return (
-                await conn.execute(
-                    select(jobs).where(
-                        jobs.c.platform == platform,
-                        jobs.c.bot_account == bot_account,
-                        jobs.c.remote_id == remote_id,
-                    )
-                )
-            ).first()
+        query = select(jobs).where(
+            jobs.c.platform == platform,
+            jobs.c.bot_account == bot_account,
+            jobs.c.remote_id == remote_id,
+        )
+        return await self.db.run(lambda conn: conn.execute(query).first())
 
     async def find_by_reply(
         self, platform: str, bot_account: str, reply_id: str
     ) -> Row[Any] | None:
         """The job whose reply (the bot's post) has this remote id — for `again`/`delete`."""
-        async with self.engine.connect() as conn:
-            return (
-                await conn.execute(
-                    select(jobs).where(
-                        jobs.c.platform == platform,
-                        jobs.c.bot_account == bot_account,
-                        jobs.c.reply_remote_id == reply_id,
-                    )
-                )
-            ).first()
+        query = select(jobs).where(
+            jobs.c.platform == platform,
+            jobs.c.bot_account == bot_account,
+            jobs.c.reply_remote_id == reply_id,
+        )
+        return await self.db.run(lambda conn: conn.execute(query).first())
 
     async def images(self, job_id: int) -> list[Row[Any]]:
-        async with self.engine.connect() as conn:
-            result = await conn.execute(
-                select(images).where(images.c.job_id == job_id).order_by(images.c.index)
-            )
-            return list(result.all())
+        query = select(images).where(images.c.job_id == job_id).order_by(images.c.index)
+        return await self.db.run(lambda conn: list(conn.execute(query).all()))
 
     async def stats(self) -> dict[str, int]:
-        async with self.engine.connect() as conn:
-            result = await conn.execute(select(jobs.c.state, func.count()).group_by(jobs.c.state))
+        def _stats(conn: Connection) -> dict[str, int]:
+            result = conn.execute(select(jobs.c.state, func.count()).group_by(jobs.c.state))
             counts = {state: 0 for state in JobState.ALL}
             counts.update({state: int(n) for state, n in result.all()})
-        return counts
+            return counts
+
+        return await self.db.run(_stats)
 
     async def list_jobs(
         self, state: str | None = None, limit: int = 50, requester: str | None = None
@@ -651,24 +624,29 @@ class JobQueue:
             query = query.where(jobs.c.state == state)
         if requester:
             query = query.where(jobs.c.requester == requester)
-        async with self.engine.connect() as conn:
-            return list((await conn.execute(query)).all())
+        return await self.db.run(lambda conn: list(conn.execute(query).all()))
 
     async def purge(self, older_than_seconds: float) -> tuple[int, int]:
         """Delete finished jobs older than the retention and their image files."""
         cutoff = self._now() - older_than_seconds
-        old = and_(jobs.c.state.in_(JobState.TERMINAL), jobs.c.finished_at < cutoff)
-        async with self.engine.begin() as conn:
-            ids = list((await conn.execute(select(jobs.c.id).where(old))).scalars())
+        old = and_(
+            jobs.c.finished_at.is_not(None),
+            jobs.c.finished_at < cutoff,
+            jobs.c.state.in_(JobState.TERMINAL),
+        )
+
+        def _purge(conn: Connection) -> tuple[list[int], list[str]]:
+            ids = list(conn.execute(select(jobs.c.id).where(old)).scalars())
             if not ids:
-                return 0, 0
+                return [], []
             paths = list(
-                (
-                    await conn.execute(select(images.c.path).where(images.c.job_id.in_(ids)))
-                ).scalars()
+                conn.execute(select(images.c.path).where(images.c.job_id.in_(ids))).scalars()
             )
-            await conn.execute(delete(images).where(images.c.job_id.in_(ids)))
-            await conn.execute(delete(jobs).where(jobs.c.id.in_(ids)))
+            conn.execute(delete(images).where(images.c.job_id.in_(ids)))
+            conn.execute(delete(jobs).where(jobs.c.id.in_(ids)))
+            return ids, paths
+
+        ids, paths = await self.db.run(_purge)
         removed = 0
         for path in paths:
             file = Path(path)
@@ -678,12 +656,13 @@ class JobQueue:
             parent = file.parent
             if parent.exists() and not any(parent.iterdir()):
                 parent.rmdir()
-        log.info(
-            "purged %d jobs and %d image files older than %.0fs",
-            len(ids),
-            removed,
-            older_than_seconds,
-        )
+        if ids:
+            log.info(
+                "purged %d jobs and %d image files older than %.0fs",
+                len(ids),
+                removed,
+                older_than_seconds,
+            )
         return len(ids), removed
 
     # ------------------------------------------------------------------ logging
@@ -702,3 +681,114 @@ class JobQueue:
             f" ({reason})" if reason else "",
             extra={"job_id": job_id, "from_state": old, "to_state": new, "reason": reason, **extra},
         )
+
+
+@dataclass(frozen=True)
+class _Statements:
+    """The hot-path statements, built once: constructing a SQLAlchemy statement costs more
+    than executing it on SQLite."""
+
+    insert: Any
+    find_remote: Any
+    claim_head: Any
+    claim_candidates: Any
+    claim_update: Any
+    in_flight: Any
+    complete: Any
+
+    @classmethod
+    def build(cls, pg: bool) -> _Statements:
+        clock = select(func.min(jobs.c.fair_seq)).where(IS_QUEUED).scalar_subquery()
+        mine = (
+            select(func.max(jobs.c.fair_seq) + 1)
+            .where(IS_QUEUED, jobs.c.requester == bindparam("requester"))
+            .scalar_subquery()
+        )
+        lo, hi = func.coalesce(clock, 0), func.coalesce(mine, 0)
+        columns = [
+            c
+            for c in jobs.c
+            if c.name
+            not in (
+                "id",
+                "fair_seq",
+                "generated_at",
+                "generation_seconds",
+                "lease_owner",
+                "lease_expires_at",
+                "reply_remote_id",
+                "reply_url",
+            )
+        ]
+        values: dict[str, Any] = {c.name: bindparam(c.name, type_=c.type) for c in columns}
+        values["fair_seq"] = case((hi > lo, hi), else_=lo)
+        dialect_insert = postgresql.insert if pg else sqlite.insert
+        insert_stmt = (
+            dialect_insert(jobs)
+            .values(values)
+            .on_conflict_do_nothing(index_elements=["platform", "bot_account", "remote_id"])
+            .returning(jobs.c.id)
+        )
+        find_remote = select(jobs.c.id).where(
+            jobs.c.platform == bindparam("platform"),
+            jobs.c.bot_account == bindparam("bot_account"),
+            jobs.c.remote_id == bindparam("remote_id"),
+        )
+        ready = and_(IS_QUEUED, jobs.c.not_before <= bindparam("now"))
+        capped = (
+            select(jobs.c.requester)
+            .where(IS_GENERATING)
+            .group_by(jobs.c.requester)
+            .having(func.count() >= bindparam("cap"))
+        )
+        head = (
+            select(jobs.c.batch_key)
+            .where(ready, jobs.c.requester.not_in(capped))
+            .order_by(*CLAIM_ORDER)
+            .limit(1)
+        )
+        candidates = (
+            select(jobs.c.id, jobs.c.requester)
+            .where(ready, jobs.c.batch_key == bindparam("key"))
+            .order_by(*CLAIM_ORDER)
+            .limit(bindparam("limit", type_=Integer))
+        )
+        if pg:
+            head = head.with_for_update(skip_locked=True, of=jobs)
+            candidates = candidates.with_for_update(skip_locked=True)
+        claim_update = (
+            update(jobs)
+            .where(jobs.c.id.in_(bindparam("ids", expanding=True)), IS_QUEUED)
+            .values(
+                state=JobState.GENERATING,
+                lease_owner=bindparam("worker"),
+                lease_expires_at=bindparam("expires"),
+                attempts=jobs.c.attempts + 1,
+                updated_at=bindparam("now"),
+            )
+            .returning(*jobs.c)
+        )
+        in_flight = (
+            select(jobs.c.requester, func.count())
+            .where(IS_GENERATING, jobs.c.requester.in_(bindparam("names", expanding=True)))
+            .group_by(jobs.c.requester)
+        )
+        complete = (
+            update(jobs)
+            .where(
+                jobs.c.id == bindparam("job_id"),
+                jobs.c.state == JobState.GENERATING,
+                jobs.c.lease_owner == bindparam("worker"),
+            )
+            .values(
+                state=JobState.GENERATED,
+                lease_owner=None,
+                lease_expires_at=None,
+                not_before=0.0,
+                generated_at=bindparam("now"),
+                updated_at=bindparam("now"),
+                generation_seconds=bindparam("seconds", type_=Float),
+                safety=bindparam("safety", type_=JSON),
+            )
+        )
+        return cls(insert_stmt, find_remote, head, candidates, claim_update, in_flight, complete)

@@ -10,13 +10,13 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from fedibot.db import create_engine
+from fedibot.db import Database
 from fedibot.queue import JobQueue, QueueSettings
 
 
 async def main(url: str, worker: str, out: str, hold: bool) -> None:
-    engine = create_engine(url)
-    queue = JobQueue(engine, QueueSettings(per_requester_in_flight=10_000, lease_seconds=2))
+    db = Database(url)
+    queue = JobQueue(db, QueueSettings(per_requester_in_flight=10_000, lease_seconds=2))
     with open(out, "w") as fh:
         if hold:
             batch = await queue.claim(worker, max_batch=8)
@@ -27,7 +27,7 @@ async def main(url: str, worker: str, out: str, hold: bool) -> None:
             for row in batch:
                 if await queue.complete(worker, row.id, []):
                     fh.write(f"{row.id}\n")
-    await engine.dispose()
+    await db.dispose()
 
 
 if __name__ == "__main__":

@@ -25,8 +25,8 @@ def spawn(url: str, worker: str, out: Path, *extra: str) -> subprocess.Popen:
     )
 
 
-async def test_two_processes_complete_each_job_exactly_once(engine, db_url, tmp_path):
-    queue = JobQueue(engine)
+async def test_two_processes_complete_each_job_exactly_once(db, db_url, tmp_path):
+    queue = JobQueue(db)
     for i in range(400):
         await queue.enqueue(job(str(i), requester=f"user{i % 11}@example.social"))
     outs = [tmp_path / f"p{i}.txt" for i in range(3)]
@@ -39,8 +39,8 @@ async def test_two_processes_complete_each_job_exactly_once(engine, db_url, tmp_
     assert (await queue.stats())[JobState.GENERATED] == 400
 
 
-async def test_killed_claimer_process_jobs_come_back_after_lease_expiry(engine, db_url, tmp_path):
-    queue = JobQueue(engine, QueueSettings(retry_base_seconds=0.01, per_requester_in_flight=100))
+async def test_killed_claimer_process_jobs_come_back_after_lease_expiry(db, db_url, tmp_path):
+    queue = JobQueue(db, QueueSettings(retry_base_seconds=0.01, per_requester_in_flight=100))
     for i in range(5):
         await queue.enqueue(job(str(i)))
     held = tmp_path / "held.txt"

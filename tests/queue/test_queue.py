@@ -39,8 +39,8 @@ def job(remote_id: str, requester: str = "alice@example.social", **kw) -> NewJob
     return NewJob(**base)
 
 
-async def test_same_mention_enqueued_twice_is_one_job(engine):
-    queue = JobQueue(engine)
+async def test_same_mention_enqueued_twice_is_one_job(db):
+    queue = JobQueue(db)
     first = await queue.enqueue(job("111"))
     second = await queue.enqueue(job("111", prompt="something else"))
     assert first.created and not second.created
@@ -49,8 +49,8 @@ async def test_same_mention_enqueued_twice_is_one_job(engine):
     assert (await queue.get(first.job_id)).prompt == "a lighthouse 111"
 
 
-async def test_eight_concurrent_claimers_complete_each_of_1000_jobs_exactly_once(engine):
-    queue = JobQueue(engine, QueueSettings(per_requester_in_flight=1000))
+async def test_eight_concurrent_claimers_complete_each_of_1000_jobs_exactly_once(db):
+    queue = JobQueue(db, QueueSettings(per_requester_in_flight=1000))
     for i in range(1000):
         await queue.enqueue(job(str(i), requester=f"user{i % 37}@example.social"))
     completed: Counter[int] = Counter()
@@ -73,8 +73,8 @@ async def test_eight_concurrent_claimers_complete_each_of_1000_jobs_exactly_once
     assert stats[JobState.QUEUED] == stats[JobState.GENERATING] == 0
 
 
-async def test_claim_returns_only_compatible_jobs(engine):
-    queue = JobQueue(engine, QueueSettings(per_requester_in_flight=100))
+async def test_claim_returns_only_compatible_jobs(db):
+    queue = JobQueue(db, QueueSettings(per_requester_in_flight=100))
     for i in range(6):
         await queue.enqueue(job(f"a{i}", width=64 if i % 2 else 128))
     batch = await queue.claim("w", max_batch=8)
@@ -82,8 +82,8 @@ async def test_claim_returns_only_compatible_jobs(engine):
     assert len({(r.model, r.width, r.height, r.steps, r.guidance) for r in batch}) == 1
 
 
-async def test_requester_with_one_job_is_served_among_the_first_two(engine):
-    queue = JobQueue(engine, QueueSettings(per_requester_in_flight=100))
+async def test_requester_with_one_job_is_served_among_the_first_two(db):
+    queue = JobQueue(db, QueueSettings(per_requester_in_flight=100))
     for i in range(50):
         await queue.enqueue(job(f"a{i}", requester="a@one.example"))
     await queue.enqueue(job("b0", requester="b@two.example"))
@@ -91,8 +91,8 @@ async def test_requester_with_one_job_is_served_among_the_first_two(engine):
     assert "b@two.example" in {r.requester for r in first_two}
 
 
-async def test_round_robin_interleaves_requesters_in_a_batch(engine):
-    queue = JobQueue(engine, QueueSettings(per_requester_in_flight=100))
+async def test_round_robin_interleaves_requesters_in_a_batch(db):
+    queue = JobQueue(db, QueueSettings(per_requester_in_flight=100))
     for i in range(5):
         await queue.enqueue(job(f"a{i}", requester="a@one.example"))
     for i in range(5):
@@ -101,8 +101,8 @@ async def test_round_robin_interleaves_requesters_in_a_batch(engine):
     assert [r.requester[0] for r in batch] == ["a", "b", "a", "b"]
 
 
-async def test_per_requester_in_flight_cap(engine):
-    queue = JobQueue(engine, QueueSettings(per_requester_in_flight=2))
+async def test_per_requester_in_flight_cap(db):
+    queue = JobQueue(db, QueueSettings(per_requester_in_flight=2))
     for i in range(5):
         await queue.enqueue(job(f"a{i}", requester="a@one.example"))
     await queue.enqueue(job("b0", requester="b@two.example"))
@@ -113,9 +113,9 @@ async def test_per_requester_in_flight_cap(engine):
     assert len(await queue.claim("w2", max_batch=8)) == 1
 
 
-async def test_claimer_dying_mid_lease_gives_jobs_back_after_expiry(engine):
+async def test_claimer_dying_mid_lease_gives_jobs_back_after_expiry(db):
     clock = FakeClock()
-    queue = JobQueue(engine, QueueSettings(lease_seconds=60, retry_base_seconds=1, clock=clock))
+    queue = JobQueue(db, QueueSettings(lease_seconds=60, retry_base_seconds=1, clock=clock))
     for i in range(3):
         await queue.enqueue(job(str(i), requester=f"u{i}@example.social"))
     lost = await queue.claim("dead-worker", max_batch=8)
@@ -136,9 +136,9 @@ async def test_claimer_dying_mid_lease_gives_jobs_back_after_expiry(engine):
     assert (await queue.stats())[JobState.GENERATED] == 3
 
 
-async def test_heartbeat_keeps_the_lease(engine):
+async def test_heartbeat_keeps_the_lease(db):
     clock = FakeClock()
-    queue = JobQueue(engine, QueueSettings(lease_seconds=60, clock=clock))
+    queue = JobQueue(db, QueueSettings(lease_seconds=60, clock=clock))
     await queue.enqueue(job("1"))
     claimed = await queue.claim("w", max_batch=1)
     for _ in range(5):
@@ -148,10 +148,10 @@ async def test_heartbeat_keeps_the_lease(engine):
     assert await queue.complete("w", claimed[0].id, [])
 
 
-async def test_retryable_failure_backs_off_then_fails_with_error_reply(engine):
+async def test_retryable_failure_backs_off_then_fails_with_error_reply(db):
     clock = FakeClock()
     queue = JobQueue(
-        engine,
+        db,
         QueueSettings(max_attempts=3, retry_base_seconds=10, retry_max_seconds=100, clock=clock),
     )
     job_id = (await queue.enqueue(job("1"))).job_id
@@ -169,9 +169,9 @@ async def test_retryable_failure_backs_off_then_fails_with_error_reply(engine):
     assert row.state == JobState.FAILED and row.reply_state == ReplyState.PENDING
 
 
-async def test_reply_flow_and_crash_in_replying_resumes(engine):
+async def test_reply_flow_and_crash_in_replying_resumes(db):
     clock = FakeClock()
-    queue = JobQueue(engine, QueueSettings(clock=clock))
+    queue = JobQueue(db, QueueSettings(clock=clock))
     job_id = (await queue.enqueue(job("1"))).job_id
     await queue.claim("w", max_batch=1)
     await queue.complete("w", job_id, [dict(index=0, seed=1, path="/x.png", width=64, height=64)])
@@ -186,9 +186,9 @@ async def test_reply_flow_and_crash_in_replying_resumes(engine):
     assert len(await queue.images(job_id)) == 1
 
 
-async def test_transient_reply_failure_is_never_dropped(engine):
+async def test_transient_reply_failure_is_never_dropped(db):
     clock = FakeClock()
-    queue = JobQueue(engine, QueueSettings(clock=clock))
+    queue = JobQueue(db, QueueSettings(clock=clock))
     job_id = (await queue.enqueue(job("1"))).job_id
     await queue.claim("w", max_batch=1)
     await queue.complete("w", job_id, [])
@@ -203,8 +203,8 @@ async def test_transient_reply_failure_is_never_dropped(engine):
     assert (await queue.get(job_id)).state == JobState.GENERATED
 
 
-async def test_cancel_and_retry(engine):
-    queue = JobQueue(engine)
+async def test_cancel_and_retry(db):
+    queue = JobQueue(db)
     job_id = (await queue.enqueue(job("1"))).job_id
     assert await queue.cancel(job_id, "request deleted")
     assert not await queue.cancel(job_id)
@@ -213,9 +213,9 @@ async def test_cancel_and_retry(engine):
     assert (await queue.claim("w", max_batch=1))[0].id == job_id
 
 
-async def test_retention_purges_old_jobs_and_their_files(engine, tmp_path: Path):
+async def test_retention_purges_old_jobs_and_their_files(db, tmp_path: Path):
     clock = FakeClock()
-    queue = JobQueue(engine, QueueSettings(clock=clock))
+    queue = JobQueue(db, QueueSettings(clock=clock))
     old_id = (await queue.enqueue(job("old"))).job_id
     await queue.claim("w", max_batch=1)
     image = tmp_path / "images" / str(old_id) / "0.png"

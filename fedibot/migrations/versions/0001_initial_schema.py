@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-22 20:47:54.513231
+Create Date: 2026-11-22 20:55:54.815927
 """
 
 from __future__ import annotations
@@ -160,7 +160,44 @@ def upgrade() -> None:
         batch_op.create_index(
             "ix_jobs_domain_created", ["requester_domain", "created_at"], unique=False
         )
-        batch_op.create_index("ix_jobs_reply_state", ["reply_state"], unique=False)
+        batch_op.create_index(
+            "ix_jobs_finished",
+            ["finished_at"],
+            unique=False,
+            sqlite_where=sa.text("finished_at IS NOT NULL"),
+            postgresql_where=sa.text("finished_at IS NOT NULL"),
+        )
+        batch_op.create_index(
+            "ix_jobs_generated",
+            ["id"],
+            unique=False,
+            sqlite_where=sa.text("state = 'generated'"),
+            postgresql_where=sa.text("state = 'generated'"),
+        )
+        batch_op.create_index(
+            "ix_jobs_generating",
+            ["requester"],
+            unique=False,
+            sqlite_where=sa.text("state = 'generating'"),
+            postgresql_where=sa.text("state = 'generating'"),
+        )
+        batch_op.create_index(
+            "ix_jobs_leased",
+            ["lease_expires_at"],
+            unique=False,
+            sqlite_where=sa.text("lease_expires_at IS NOT NULL"),
+            postgresql_where=sa.text("lease_expires_at IS NOT NULL"),
+        )
+        batch_op.create_index(
+            "ix_jobs_reply_pending",
+            ["id"],
+            unique=False,
+            sqlite_where=sa.text("reply_state = 'pending'"),
+            postgresql_where=sa.text("reply_state = 'pending'"),
+        )
+        batch_op.create_index(
+            "ix_jobs_reply_remote", ["platform", "bot_account", "reply_remote_id"], unique=False
+        )
         batch_op.create_index(
             "ix_jobs_requester_created", ["requester", "created_at"], unique=False
         )
@@ -171,8 +208,6 @@ def upgrade() -> None:
             sqlite_where=sa.text("state = 'queued'"),
             postgresql_where=sa.text("state = 'queued'"),
         )
-        batch_op.create_index("ix_jobs_state_finished", ["state", "finished_at"], unique=False)
-        batch_op.create_index("ix_jobs_state_lease", ["state", "lease_expires_at"], unique=False)
 
     op.create_table(
         "sync_runs",
@@ -222,17 +257,40 @@ def downgrade() -> None:
     op.drop_table("job_images")
     op.drop_table("sync_runs")
     with op.batch_alter_table("jobs", schema=None) as batch_op:
-        batch_op.drop_index("ix_jobs_claim_order")
-        batch_op.drop_index("ix_jobs_claim_batch")
-        batch_op.drop_index("ix_jobs_state_lease")
-        batch_op.drop_index("ix_jobs_state_finished")
         batch_op.drop_index(
             "ix_jobs_requester_queued",
             sqlite_where=sa.text("state = 'queued'"),
             postgresql_where=sa.text("state = 'queued'"),
         )
         batch_op.drop_index("ix_jobs_requester_created")
-        batch_op.drop_index("ix_jobs_reply_state")
+        batch_op.drop_index("ix_jobs_reply_remote")
+        batch_op.drop_index(
+            "ix_jobs_reply_pending",
+            sqlite_where=sa.text("reply_state = 'pending'"),
+            postgresql_where=sa.text("reply_state = 'pending'"),
+        )
+        batch_op.drop_index(
+            "ix_jobs_leased",
+            sqlite_where=sa.text("lease_expires_at IS NOT NULL"),
+            postgresql_where=sa.text("lease_expires_at IS NOT NULL"),
+        )
+        batch_op.drop_index(
+            "ix_jobs_generating",
+            sqlite_where=sa.text("state = 'generating'"),
+            postgresql_where=sa.text("state = 'generating'"),
+        )
+        batch_op.drop_index(
+            "ix_jobs_generated",
+            sqlite_where=sa.text("state = 'generated'"),
+            postgresql_where=sa.text("state = 'generated'"),
+        )
+        batch_op.drop_index(
+            "ix_jobs_finished",
+            sqlite_where=sa.text("finished_at IS NOT NULL"),
+            postgresql_where=sa.text("finished_at IS NOT NULL"),
+        )
+        batch_op.drop_index("ix_jobs_claim_order")
+        batch_op.drop_index("ix_jobs_claim_batch")
         batch_op.drop_index("ix_jobs_domain_created")
 
     op.drop_table("jobs")
