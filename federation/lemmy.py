@@ -1,0 +1,757 @@
+"""The Lemmy adapter: polls the bot's inbox and answers with comments or private messages.
+
+Lemmy has no push and no idempotency keys, so:
+* the inbox is polled (mentions, replies to the bot's comments, private messages; one
+  notification list on 1.0) and an item is marked read only after the sink returned;
+* a reply carries an invisible markdown marker (`[//]: # (fedibot:<key>)`) so that
+  `find_existing_reply` can find it again after a crash;
+* comments and image uploads are paced to the instance's `local_site_rate_limit`: a spent
+  budget raises `TransientError(retry_after=…)` at once and the queue holds the work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from federation.base import CursorStore, MentionSink
+from federation.errors import (
+    AdapterError,
+    AuthError,
+    PermanentError,
+    RemoteGone,
+    TransientError,
+)
+from federation.lemmy_api import (
+    INBOX_PAGE,
+    JSON,
+    Call,
+    InboxItem,
+    LemmyApi,
+    RateLimits,
+    actor_domain,
+    actor_url,
+    api_for,
+    parent_comment_id,
+    published,
+    updated,
+    version_from_site,
+)
+from federation.lemmy_config import LemmyAccountConfig
+from federation.markdown_safe import escape, to_plain_text
+from federation.types import Account, MediaItem, Mention, OutgoingPost, PostResult, Visibility
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = "fedibot (Lemmy adapter; +https://codeberg.org/fedibot)"
+_GONE_CODES = frozenset(
+    {
+        "couldnt_find_comment",
+        "couldnt_find_post",
+        "couldnt_find_private_message",
+        "couldnt_find_person",
+        "couldnt_find_object",
+        "not_found",
+        "deleted",
+    }
+)
+_AUTH_CODES = frozenset({"not_logged_in", "incorrect_login", "invalid_token"})
+_MARKER = "[//]: # (fedibot:{key})"
+
+
+class RateLimited(TransientError):
+    """The instance answered `rate_limit_error` (or HTTP 429)."""
+
+    code = "rate_limited"
+
+
+class LockedPostError(PermanentError):
+    """The mention sits in a locked post and `locked_post_fallback` is `skip`."""
+
+    code = "post_locked"
+
+
+class SlidingWindow:
+    """At most `limit` events in any `window` seconds (a conservative view of Lemmy's bucket)."""
+
+    def __init__(
+        self, limit: int, window: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.limit = limit
+        self.window = window
+        self._clock = clock
+        self._events: list[float] = []
+        self._blocked_until = 0.0
+
+    def _prune(self, now: float) -> None:
+        cutoff = now - self.window
+        while self._events and self._events[0] <= cutoff:
+            self._events.pop(0)
+
+    def wait_for(self, count: int = 1) -> float:
+        """Seconds until `count` more events fit (0.0: now). `count` is capped at `limit`."""
+        now = self._clock()
+        self._prune(now)
+        count = max(1, min(count, self.limit))
+        wait = max(0.0, self._blocked_until - now)
+        excess = len(self._events) + count - self.limit
+        if excess > 0:
+            wait = max(wait, self._events[excess - 1] + self.window - now)
+        return wait
+
+    def record(self) -> None:
+        self._events.append(self._clock())
+
+    def block(self, seconds: float) -> None:
+        """The server said no: hold off `seconds` whatever our own count says."""
+        self._blocked_until = max(self._blocked_until, self._clock() + seconds)
+
+    @property
+    def slot_seconds(self) -> float:
+        """How long a token bucket of this size takes to free one slot."""
+        return self.window / self.limit
+
+
+class IdleBackoff:
+    """Poll interval: the minimum after activity, doubling while idle or failing, up to max."""
+
+    def __init__(self, minimum: float, maximum: float) -> None:
+        self.minimum = minimum
+        self.maximum = maximum
+        self.current = minimum
+
+    def after_poll(self, seen: int) -> float:
+        self.current = self.minimum if seen else min(self.current * 2, self.maximum)
+        return self.current
+
+    def after_failure(self, retry_after: float | None = None) -> float:
+        self.current = min(self.current * 2, self.maximum)
+        return max(self.current, retry_after or 0.0)
+
+
+class LemmyAdapter:
+    """One bot account on a Lemmy instance (0.19 or 1.0), implementing `federation.Adapter`."""
+
+    platform = "lemmy"
+
+    def __init__(self, config: LemmyAccountConfig, cursors: CursorStore) -> None:
+        self.name = config.name
+        self.config = config
+        # Lemmy acknowledges by read flags, not cursors; kept for the protocol's constructor.
+        self._cursors = cursors
+        self._base = config.base_url
+        self._session: aiohttp.ClientSession | None = None
+        self._jwt: str | None = config.jwt.get_secret_value() if config.jwt else None
+        self._login_lock = asyncio.Lock()
+        self._post_lock = asyncio.Lock()
+        self.api: LemmyApi | None = None
+        self.me: Account | None = None
+        self._me_id = 0
+        self._me_domain = ""
+        self.limits = RateLimits()
+        self._comments = SlidingWindow(*self.limits.comment)
+        self._images = SlidingWindow(*self.limits.image)
+        self._messages = SlidingWindow(*self.limits.message)
+        self._backoff = IdleBackoff(config.poll_interval_seconds, config.max_poll_interval_seconds)
+        self._unacked: set[tuple[str, int]] = set()  # delivered, but marking read failed
+        self._uploads: OrderedDict[tuple[str, int, int], str] = OrderedDict()
+        self._self_mention: re.Pattern[str] | None = None
+
+    # --- life cycle ----------------------------------------------------------------------
+
+    async def start(self) -> Account:
+        """Detect the API version, log in, set the bot flag, read the rate limits."""
+        version, site = await self._detect_version()
+        self.api = api = api_for(version)
+        if self.config.password is not None:
+            await self._login()
+        my_user = await self._request(api.my_user())
+        person = api.my_person(my_user)
+        if not person:
+            raise AuthError(f"lemmy account {self.name!r}: the instance did not accept the token")
+        if api.my_user() != api.site():
+            site = await self._request(api.site())
+        else:
+            site = my_user
+        self._set_limits(RateLimits.from_site(site))
+        if self.config.set_bot_flag and not person.get("bot_account"):
+            await self._request(api.set_bot_flag())
+            person = {**person, "bot_account": True}
+        self._me_id = int(person["id"])
+        self._me_domain = actor_domain(person) or (urlsplit(self._base).hostname or "")
+        self.me = self._account(person)
+        name, domain = re.escape(str(person["name"])), re.escape(self._me_domain)
+        self._self_mention = re.compile(rf"(?<![\w@])@{name}(?:@{domain})?(?![\w@])", re.IGNORECASE)
+        log.info("lemmy %s: logged in as %s (API %s)", self.name, self.me.acct, version)
+        return self.me
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def _ensure_started(self) -> LemmyApi:
+        if self.api is None:
+            await self.start()
+        assert self.api is not None
+        return self.api
+
+    async def _detect_version(self) -> tuple[str, JSON]:
+        last: PermanentError | None = None
+        for version in ("v3", "v4"):
+            try:
+                site = await self._request(Call("GET", f"/api/{version}/site"), auth=False)
+            except PermanentError as exc:  # 404: not this version
+                last = exc
+                continue
+            return (version_from_site(site) if version == "v3" else "v4"), site
+        raise PermanentError(f"lemmy account {self.name!r}: no Lemmy API at {self._base} ({last})")
+
+    def _set_limits(self, limits: RateLimits) -> None:
+        self.limits = limits
+        self._comments = SlidingWindow(*limits.comment)
+        self._images = SlidingWindow(*limits.image)
+        self._messages = SlidingWindow(*limits.message)
+
+    # --- HTTP ----------------------------------------------------------------------------
+
+    async def _http(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            timeout = aiohttp.ClientTimeout(total=self.config.request_timeout_seconds)
+            self._session = aiohttp.ClientSession(
+                timeout=timeout, headers={"User-Agent": USER_AGENT}
+            )
+        return self._session
+
+    async def _login(self, stale: str | None = None) -> None:
+        """Log in with the password; with `stale`, only if nobody refreshed that token yet."""
+        async with self._login_lock:
+            if stale is not None and self._jwt != stale:
+                return
+            if self.config.password is None:
+                raise AuthError(f"lemmy account {self.name!r}: token rejected and no password")
+            assert self.api is not None
+            call = self.api.login(self.config.username, self.config.password.get_secret_value())
+            try:
+                body = await self._request(call, auth=False, relogin=False)
+            except PermanentError as exc:
+                raise AuthError(f"lemmy account {self.name!r}: login refused ({exc})") from exc
+            jwt = body.get("jwt")
+            if not jwt:
+                raise AuthError(
+                    f"lemmy account {self.name!r}: login gave no token "
+                    "(registration pending or e-mail not verified)"
+                )
+            self._jwt = str(jwt)
+
+    async def _request(
+        self,
+        call: Call,
+        *,
+        auth: bool = True,
+        relogin: bool = True,
+        form: Callable[[], aiohttp.FormData] | None = None,
+    ) -> JSON:
+        """One API call → its JSON body, or the matching AdapterError."""
+        session = await self._http()
+        token = self._jwt if auth else None
+        headers: dict[str, str] = {}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+            if form is not None:
+                headers["Cookie"] = f"jwt={token}"  # pict-rs behind Lemmy 0.19 reads the cookie
+        try:
+            async with session.request(
+                call.method,
+                self._base + call.path,
+                params=call.params,
+                json=call.json if form is None else None,
+                data=form() if form is not None else None,
+                headers=headers,
+            ) as resp:
+                status = resp.status
+                text = await resp.text()
+                retry_after = _retry_after(resp.headers.get("Retry-After"))
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise TransientError(
+                f"lemmy {self.name}: {call.method} {call.path}: {type(exc).__name__}"
+            ) from exc
+        body = _json_or_none(text)
+        if status < 400:
+            if body is None:
+                if status >= 200 and not text.strip():
+                    return {}
+                raise TransientError(f"lemmy {self.name}: {call.path} answered non-JSON")
+            return body
+        code = str(body.get("error") or "") if body else ""
+        if auth and token and (status == 401 or code in ("not_logged_in", "invalid_token")):
+            if relogin and self.config.password is not None:
+                log.info("lemmy %s: token expired, logging in again", self.name)
+                await self._login(stale=token)
+                return await self._request(call, auth=auth, relogin=False, form=form)
+            raise AuthError(f"lemmy {self.name}: {call.path} refused the token ({code or status})")
+        raise self._error(call, status, code, retry_after)
+
+    def _error(self, call: Call, status: int, code: str, retry_after: float | None) -> AdapterError:
+        where = f"lemmy {self.name}: {call.method} {call.path} → {status} {code}".rstrip()
+        if code == "rate_limit_error" or status == 429:
+            return RateLimited(where, retry_after=retry_after)
+        if status == 413:
+            return PermanentError(f"{where}: the image is larger than the instance accepts")
+        if code in _GONE_CODES:
+            return RemoteGone(where)
+        if code == "locked":
+            return LockedPostError(where)
+        if status >= 500:
+            return TransientError(where, retry_after=retry_after)
+        if code in _AUTH_CODES or status == 401:
+            return AuthError(where)
+        return PermanentError(where)
+
+    # --- receiving -----------------------------------------------------------------------
+
+    async def listen(self, sink: MentionSink) -> None:
+        """Poll forever; the interval backs off while idle and after failures."""
+        await self._ensure_started()
+        while True:
+            try:
+                seen = await self.catch_up(sink)
+                delay = self._backoff.after_poll(seen)
+            except AuthError:
+                raise
+            except AdapterError as exc:
+                retry_after = getattr(exc, "retry_after", None)
+                delay = self._backoff.after_failure(retry_after)
+                log.warning("lemmy %s: poll failed (%s); next try in %.0f s", self.name, exc, delay)
+            await asyncio.sleep(delay)
+
+    async def catch_up(self, sink: MentionSink) -> int:
+        """Read every unread inbox item once; return how many reached the sink."""
+        await self._ensure_started()
+        total = 0
+        while True:
+            seen, more = await self._poll_once(sink)
+            total += seen
+            if not (more and seen):
+                return total
+
+    async def _poll_once(self, sink: MentionSink) -> tuple[int, bool]:
+        api = self.api
+        assert api is not None
+        count_call = api.unread_count()
+        if (
+            count_call is not None
+            and not self._unacked
+            and api.unread_total(await self._request(count_call)) == 0
+        ):
+            return 0, False
+        items: list[InboxItem] = []
+        more = False
+        for call in api.inbox_calls():
+            body = await self._request(call)
+            items.extend(api.inbox_items(body))
+            more = more or api.page_full(body)
+        seen = 0
+        for group in _group_items(items):
+            if any(item.key in self._unacked for item in group) or self._ignorable(group[0]):
+                await self._ack(group)
+                continue
+            mention = self._mention(group)
+            try:
+                await sink(mention)
+            except Exception:
+                log.exception(
+                    "lemmy %s: sink failed for %s; left unread", self.name, mention.remote_id
+                )
+                continue
+            seen += 1
+            await self._ack(group)
+        return seen, more
+
+    def _ignorable(self, item: InboxItem) -> bool:
+        """The bot's own items and items deleted before we saw them are just marked read."""
+        if int(item.creator.get("id") or 0) == self._me_id:
+            return True
+        obj = item.comment if item.comment is not None else item.private_message or {}
+        return bool(obj.get("deleted") or obj.get("removed"))
+
+    async def _ack(self, group: list[InboxItem]) -> None:
+        assert self.api is not None
+        for item in group:
+            try:
+                await self._request(self.api.mark_read(item))
+            except AdapterError as exc:
+                self._unacked.add(item.key)
+                log.warning("lemmy %s: could not mark %s read: %s", self.name, item.key, exc)
+            else:
+                self._unacked.discard(item.key)
+
+    def _account(self, person: JSON) -> Account:
+        domain = actor_domain(person) or (urlsplit(self._base).hostname or "")
+        return Account(
+            platform="lemmy",
+            id=str(person.get("id")),
+            acct=f"{person.get('name')}@{domain}",
+            display_name=str(person.get("display_name") or ""),
+            note_text=to_plain_text(str(person.get("bio") or "")),
+            bot=bool(person.get("bot_account")),
+            url=actor_url(person) or None,
+        )
+
+    def _plain(self, markdown: str) -> str:
+        """Plain text of a comment/message without the bot's own @-mention."""
+        text = to_plain_text(markdown)
+        if self._self_mention is not None:
+            text = self._self_mention.sub("", text)
+        lines = (" ".join(line.split()) for line in text.splitlines())
+        return "\n".join(line for line in lines if line)
+
+    def _mention(self, group: list[InboxItem]) -> Mention:
+        first = group[0]
+        context: dict[str, Any] = {
+            "api_version": self.api.version if self.api else "",
+            "inbox_type": first.read_type,
+            "inbox_id": first.inbox_id,
+            "inbox_items": [[item.read_type, item.inbox_id] for item in group],
+            "inbox_kinds": sorted({item.kind for item in group}),
+            "creator_id": int(first.creator.get("id") or 0),
+        }
+        author = self._account(first.creator)
+        if first.private_message is not None and first.comment is None:
+            pm = first.private_message
+            context |= {"kind": "private_message", "private_message_id": int(pm["id"])}
+            return Mention(
+                platform="lemmy",
+                bot_account=self.name,
+                remote_id=f"pm:{pm['id']}",
+                author=author,
+                text=self._plain(str(pm.get("content") or "")),
+                visibility=Visibility.DIRECT,
+                created_at=published(pm) or datetime.now(UTC),
+                url=pm.get("ap_id"),
+                is_private_message=True,
+                edited_at=updated(pm),
+                context=context,
+            )
+        comment = first.comment or {}
+        post = first.post or {}
+        community = first.community or {}
+        parent = parent_comment_id(comment)
+        context |= {
+            "kind": "comment",
+            "comment_id": int(comment["id"]),
+            "post_id": int(comment.get("post_id") or post.get("id") or 0),
+            "community_id": int(post.get("community_id") or community.get("id") or 0),
+            "post_nsfw": bool(post.get("nsfw")),
+            "community_nsfw": bool(community.get("nsfw")),
+            "post_locked": bool(post.get("locked")),
+        }
+        return Mention(
+            platform="lemmy",
+            bot_account=self.name,
+            remote_id=str(comment["id"]),
+            author=author,
+            text=self._plain(str(comment.get("content") or "")),
+            visibility=Visibility.PUBLIC,
+            created_at=published(comment) or datetime.now(UTC),
+            in_reply_to_id=str(parent) if parent is not None else None,
+            sensitive=bool(post.get("nsfw") or community.get("nsfw")),
+            url=comment.get("ap_id"),
+            edited_at=updated(comment),
+            context=context,
+        )
+
+    # --- sending -------------------------------------------------------------------------
+
+    def estimated_wait(self, images: int) -> float:
+        """Seconds until a reply with `images` images could go out (0.0: now)."""
+        waits = [self._comments.wait_for(1)]
+        if images:
+            waits.append(self._images.wait_for(images))
+        return max(waits)
+
+    async def post(self, post: OutgoingPost) -> PostResult:
+        """Upload the images, then comment under the mention (or send a private message)."""
+        api = await self._ensure_started()
+        async with self._post_lock:
+            if _is_pm(post):
+                return await self._send_private_message(post, self._recipient_id(post))
+            parent_id = _comment_id(post.in_reply_to_id)
+            post_id = post.context.get("post_id")
+            if parent_id is not None:
+                view = (await self._request(api.get_comment(parent_id))).get("comment_view") or {}
+                if _gone(view):
+                    raise RemoteGone(f"lemmy {self.name}: comment {parent_id} was deleted")
+                post_id = (view.get("comment") or {}).get("post_id") or post_id
+                if (view.get("post") or {}).get("locked"):
+                    return await self._locked(post, (view.get("creator") or {}).get("id"))
+            if not post_id:
+                raise PermanentError(f"lemmy {self.name}: nothing to reply to (no comment/post id)")
+            self._check_budget(self._comments, len(self._missing_uploads(post.media)))
+            urls = await self._upload_all(post.media)
+            content = _compose(post, urls, as_links=False)
+            try:
+                body = await self._paced(
+                    self._comments, api.create_comment(content, int(post_id), parent_id)
+                )
+            except LockedPostError:
+                return await self._locked(post, post.context.get("creator_id"))
+            comment = (body.get("comment_view") or {}).get("comment") or {}
+            return PostResult(remote_id=str(comment["id"]), url=comment.get("ap_id"))
+
+    async def _locked(self, post: OutgoingPost, creator_id: Any) -> PostResult:
+        if self.config.locked_post_fallback != "private_message":
+            raise LockedPostError(f"lemmy {self.name}: the post is locked; not answering")
+        recipient = creator_id or self._recipient_id(post)
+        return await self._send_private_message(post, int(recipient))
+
+    def _recipient_id(self, post: OutgoingPost) -> int:
+        raw = post.recipient.id if post.recipient else post.context.get("creator_id")
+        try:
+            return int(raw)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise PermanentError(f"lemmy {self.name}: no recipient for a private message") from None
+
+    async def _send_private_message(self, post: OutgoingPost, recipient_id: int) -> PostResult:
+        assert self.api is not None
+        self._check_budget(self._messages, len(self._missing_uploads(post.media)))
+        urls = await self._upload_all(post.media)
+        content = _compose(post, urls, as_links=True)
+        body = await self._paced(
+            self._messages, self.api.create_private_message(content, recipient_id)
+        )
+        pm = (body.get("private_message_view") or {}).get("private_message") or {}
+        return PostResult(remote_id=f"pm:{pm['id']}", url=pm.get("ap_id"))
+
+    def _check_budget(self, bucket: SlidingWindow, images: int) -> None:
+        wait = bucket.wait_for(1)
+        if images:
+            wait = max(wait, self._images.wait_for(images))
+        if wait > 0:
+            raise TransientError(
+                f"lemmy {self.name}: rate budget spent; next slot in {wait:.1f} s",
+                retry_after=wait,
+            )
+
+    async def _paced(
+        self,
+        bucket: SlidingWindow,
+        call: Call,
+        form: Callable[[], aiohttp.FormData] | None = None,
+    ) -> JSON:
+        """A call counted against `bucket` (counted when it finishes, as the server saw it)."""
+        try:
+            return await self._request(call, form=form)
+        except RateLimited as exc:
+            bucket.block(bucket.slot_seconds)
+            wait = max(exc.retry_after or 0.0, bucket.wait_for(1))
+            raise RateLimited(str(exc), retry_after=wait) from exc
+        finally:
+            bucket.record()
+
+    def _missing_uploads(self, media: Iterable[MediaItem]) -> list[MediaItem]:
+        return [item for item in media if _upload_key(item) not in self._uploads]
+
+    async def _upload_all(self, media: Iterable[MediaItem]) -> list[str]:
+        assert self.api is not None
+        urls: list[str] = []
+        for item in media:
+            key = _upload_key(item)
+            cached = self._uploads.get(key)
+            if cached is None:
+                self._check_budget(self._images, 0)
+                cached = await self._upload(item)
+                self._uploads[key] = cached
+                while len(self._uploads) > 256:
+                    self._uploads.popitem(last=False)
+            urls.append(cached)
+        return urls
+
+    async def _upload(self, item: MediaItem) -> str:
+        assert self.api is not None
+        data = await asyncio.to_thread(Path(item.path).read_bytes)
+
+        def form() -> aiohttp.FormData:
+            fd = aiohttp.FormData()
+            fd.add_field(
+                "images[]", data, filename=Path(item.path).name, content_type=item.mime_type
+            )
+            return fd
+
+        body = await self._paced(self._images, Call("POST", self.api.upload_path()), form=form)
+        try:
+            return self.api.uploaded_url(body, self._base)
+        except ValueError as exc:
+            raise PermanentError(f"lemmy {self.name}: {exc}") from exc
+
+    # --- after a crash, moderation, clean-up ---------------------------------------------
+
+    async def find_existing_reply(self, post: OutgoingPost) -> PostResult | None:
+        """The bot's earlier reply for this post (by marker, else any bot reply to the parent)."""
+        api = await self._ensure_started()
+        marker = _marker(post.idempotency_key)
+        if not _is_pm(post):
+            parent_id = _comment_id(post.in_reply_to_id)
+            if parent_id is not None:
+                try:
+                    body = await self._request(api.list_comments(parent_id))
+                except RemoteGone:
+                    body = {}
+                for view in api.comment_views(body):
+                    comment = view.get("comment") or {}
+                    if (
+                        int(comment.get("creator_id") or 0) == self._me_id
+                        and parent_comment_id(comment) == parent_id
+                        and not comment.get("deleted")
+                        and (marker is None or marker in str(comment.get("content") or ""))
+                    ):
+                        return PostResult(str(comment["id"]), comment.get("ap_id"))
+            if marker is None or self.config.locked_post_fallback != "private_message":
+                return None
+        return await self._find_sent_private_message(post, marker)
+
+    async def _find_sent_private_message(
+        self, post: OutgoingPost, marker: str | None
+    ) -> PostResult | None:
+        assert self.api is not None
+        call = self.api.list_private_messages()
+        if call is None or marker is None:
+            return None
+        try:
+            recipient = self._recipient_id(post)
+        except PermanentError:
+            return None
+        for pm in self.api.private_messages(await self._request(call)):
+            if (
+                int(pm.get("creator_id") or 0) == self._me_id
+                and int(pm.get("recipient_id") or 0) == recipient
+                and marker in str(pm.get("content") or "")
+                and not pm.get("deleted")
+            ):
+                return PostResult(f"pm:{pm['id']}", pm.get("ap_id"))
+        return None
+
+    async def request_exists(self, mention: Mention) -> bool:
+        """False when the mention (comment or private message) was deleted or removed."""
+        api = await self._ensure_started()
+        if mention.is_private_message or mention.remote_id.startswith("pm:"):
+            pm_id = int(mention.remote_id.removeprefix("pm:"))
+            creator = int(mention.context.get("creator_id") or mention.author.id)
+            recent = api.private_messages(await self._request(api.pm_lookup(creator)))
+            for pm in recent:
+                if int(pm.get("id") or 0) == pm_id:
+                    return not (pm.get("deleted") or pm.get("removed"))
+            # Not among the recent ones: gone, unless the page was full (then we cannot tell).
+            return len(recent) >= INBOX_PAGE
+        try:
+            body = await self._request(api.get_comment(int(mention.remote_id)))
+        except RemoteGone:
+            return False
+        return not _gone(body.get("comment_view") or {})
+
+    async def delete(self, remote_id: str) -> None:
+        """Delete one of the bot's comments (`"123"`) or private messages (`"pm:123"`)."""
+        api = await self._ensure_started()
+        if remote_id.startswith("pm:"):
+            call = api.delete_private_message(int(remote_id.removeprefix("pm:")))
+        else:
+            call = api.delete_comment(int(remote_id))
+        try:
+            await self._request(call)
+        except RemoteGone:
+            log.info("lemmy %s: %s was already gone", self.name, remote_id)
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _group_items(items: list[InboxItem]) -> list[list[InboxItem]]:
+    """One group per comment / private message (a reply that also mentions the bot is one)."""
+    groups: dict[tuple[str, int], list[InboxItem]] = {}
+    for item in items:
+        if item.comment is not None:
+            key = ("comment", int(item.comment["id"]))
+        elif item.private_message is not None:
+            key = ("pm", int(item.private_message["id"]))
+        else:
+            continue
+        groups.setdefault(key, []).append(item)
+
+    def age(group: list[InboxItem]) -> tuple[datetime, int]:
+        obj = group[0].comment or group[0].private_message or {}
+        return (published(obj) or datetime.now(UTC), int(obj.get("id") or 0))
+
+    return sorted(groups.values(), key=age)
+
+
+def _gone(view: JSON) -> bool:
+    comment, post = view.get("comment") or {}, view.get("post") or {}
+    return any(bool(obj.get(k)) for obj in (comment, post) for k in ("deleted", "removed"))
+
+
+def _is_pm(post: OutgoingPost) -> bool:
+    return post.is_private_message or (post.in_reply_to_id or "").startswith("pm:")
+
+
+def _comment_id(remote_id: str | None) -> int | None:
+    if remote_id is None:
+        return None
+    try:
+        return int(remote_id)
+    except ValueError:
+        raise PermanentError(f"not a Lemmy comment id: {remote_id!r}") from None
+
+
+def _upload_key(item: MediaItem) -> tuple[str, int, int]:
+    try:
+        stat = Path(item.path).stat()
+    except OSError:
+        return (str(item.path), -1, -1)
+    return (str(item.path), stat.st_size, stat.st_mtime_ns)
+
+
+def _marker(key: str | None) -> str | None:
+    if not key:
+        return None
+    safe = re.sub(r"[^A-Za-z0-9_.:-]", "", key)[:120]
+    return _MARKER.format(key=safe) if safe else None
+
+
+def _compose(post: OutgoingPost, urls: list[str], *, as_links: bool) -> str:
+    """The reply's markdown: the (already escaped) text, the images, the invisible marker."""
+    lines = []
+    for index, (item, url) in enumerate(zip(post.media, urls, strict=True), start=1):
+        alt = escape(item.alt_text.strip()) or f"image {index}"
+        lines.append(f"[{alt}]({url})" if as_links else f"![{alt}]({url})")
+    images = "\n\n".join(lines)
+    if images and (post.sensitive or post.spoiler_text) and not as_links:
+        title = escape(post.spoiler_text.strip()) or "sensitive"
+        images = f"::: spoiler {title}\n{images}\n:::"
+    parts = [post.text.strip(), images, _marker(post.idempotency_key) or ""]
+    return "\n\n".join(part for part in parts if part)
+
+
+def _json_or_none(text: str) -> JSON | None:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None
