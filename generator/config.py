@@ -1,0 +1,184 @@
+"""Configuration of the generator: devices, models and their presets, batching, safety."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Kind = Literal["sd15", "sd2", "sdxl", "tiny"]
+SchedulerName = Literal[
+    "default",
+    "euler",
+    "euler_a",
+    "ddim",
+    "pndm",
+    "lms",
+    "heun",
+    "dpmpp_2m",
+    "dpmpp_2m_karras",
+    "dpmpp_sde",
+    "unipc",
+    "lcm",
+]
+TINY_SOURCE = "builtin:tiny"
+
+NUDENET_EXPLICIT = [
+    "FEMALE_GENITALIA_EXPOSED",
+    "MALE_GENITALIA_EXPOSED",
+    "FEMALE_BREAST_EXPOSED",
+    "BUTTOCKS_EXPOSED",
+    "ANUS_EXPOSED",
+]
+
+
+class ModelPreset(BaseModel):
+    """Defaults and limits applied to requests for one model."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    steps: int = Field(25, ge=1, le=200, description="default denoising steps")
+    guidance: float = Field(7.0, ge=0.0, le=30.0, description="default CFG scale")
+    scheduler: SchedulerName = Field("default", description="'default' keeps the model's own")
+    width: int = Field(512, ge=64, le=4096, multiple_of=8)
+    height: int = Field(512, ge=64, le=4096, multiple_of=8)
+    max_width: int = Field(1024, ge=64, le=4096, multiple_of=8)
+    max_height: int = Field(1024, ge=64, le=4096, multiple_of=8)
+    min_steps: int = Field(1, ge=1, le=200)
+    max_steps: int = Field(50, ge=1, le=200)
+    min_guidance: float = Field(0.0, ge=0.0, le=30.0)
+    max_guidance: float = Field(20.0, ge=0.0, le=30.0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelPreset:
+        if self.min_steps > self.max_steps:
+            raise ValueError(f"min_steps ({self.min_steps}) > max_steps ({self.max_steps})")
+        if self.min_guidance > self.max_guidance:
+            raise ValueError(
+                f"min_guidance ({self.min_guidance}) > max_guidance ({self.max_guidance})"
+            )
+        if not self.min_steps <= self.steps <= self.max_steps:
+            raise ValueError(f"steps {self.steps} outside min_steps..max_steps")
+        if not self.min_guidance <= self.guidance <= self.max_guidance:
+            raise ValueError(f"guidance {self.guidance} outside min_guidance..max_guidance")
+        if self.width > self.max_width or self.height > self.max_height:
+            raise ValueError("default width/height exceed max_width/max_height")
+        return self
+
+
+class ModelOptions(BaseModel):
+    """Speed/memory switches for one model."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    torch_compile: bool = Field(False, description="torch.compile the UNet, warmed up at load")
+    tiny_vae: str | None = Field(
+        None, description="repo id or local folder of an AutoencoderTiny (e.g. madebyollin/taesd)"
+    )
+    attention_slicing: bool = False
+    vae_slicing: bool = False
+
+
+class ModelConfig(BaseModel):
+    """One model served under a short name."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str = Field(
+        ...,
+        min_length=1,
+        description="HF repo id, local diffusers folder, single-file .safetensors/.ckpt path, "
+        f"or {TINY_SOURCE!r}",
+    )
+    kind: Kind = "sd15"
+    variant: str | None = Field(None, description="weights variant to load, e.g. 'fp16'")
+    single_file_config: str | None = Field(
+        None, description="for single-file checkpoints: local folder or repo id with the configs"
+    )
+    preset: ModelPreset = Field(default_factory=ModelPreset)
+    options: ModelOptions = Field(default_factory=ModelOptions)
+
+
+def tiny_model_config() -> ModelConfig:
+    """The built-in random-weight model used by tests and the offline smoke run."""
+    return ModelConfig(
+        source=TINY_SOURCE,
+        kind="tiny",
+        preset=ModelPreset(
+            steps=4,
+            guidance=5.0,
+            scheduler="euler",
+            width=64,
+            height=64,
+            max_width=256,
+            max_height=256,
+            min_steps=1,
+            max_steps=50,
+        ),
+    )
+
+
+class SafetyConfig(BaseModel):
+    """Output classification applied to every image before it is stored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    classifier: Literal["nudenet", "diffusers", "none"] = "nudenet"
+    threshold: float = Field(0.5, ge=0.0, le=1.0, description="score at which a label flags")
+    flagged_labels: list[str] = Field(
+        default_factory=lambda: list(NUDENET_EXPLICIT),
+        description="labels that flag an image (for 'diffusers' the label is 'nsfw_concept')",
+    )
+    diffusers_checker: str | None = Field(
+        None,
+        description="local folder holding StableDiffusionSafetyChecker weights "
+        "(safety_checker/ and feature_extractor/); required for classifier='diffusers'",
+    )
+
+
+class GeneratorConfig(BaseModel):
+    """The `[generator]` section."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    default_model: str = Field("tiny", min_length=1)
+    models: dict[str, ModelConfig] = Field(default_factory=lambda: {"tiny": tiny_model_config()})
+    cpu_threads: int | None = Field(
+        None,
+        ge=1,
+        le=256,
+        description="torch intra-op threads on CPU (None: torch's default); 1 is fastest for "
+        "tiny models on a busy machine",
+    )
+    max_loaded_models: int = Field(1, ge=1, le=16)
+    max_batch: int = Field(8, ge=1, le=64, description="images per pipeline call")
+    lease_seconds: float = Field(300.0, gt=0)
+    heartbeat_seconds: float = Field(30.0, gt=0)
+    idle_poll_seconds: float = Field(1.0, gt=0, description="wait between empty claims")
+    data_dir: str = "data"
+    safety: SafetyConfig = Field(default_factory=SafetyConfig)
+
+    @model_validator(mode="after")
+    def _check(self) -> GeneratorConfig:
+        if "tiny" not in self.models:
+            self.models = {"tiny": tiny_model_config(), **self.models}
+        if self.default_model not in self.models:
+            raise ValueError(
+                f"default_model {self.default_model!r} is not one of the models: "
+                f"{sorted(self.models)}"
+            )
+        if self.heartbeat_seconds >= self.lease_seconds:
+            raise ValueError(
+                f"heartbeat_seconds ({self.heartbeat_seconds}) must be below "
+                f"lease_seconds ({self.lease_seconds})"
+            )
+        return self
+
+    def model(self, name: str) -> ModelConfig:
+        """The config of a short name; KeyError naming the known ones."""
+        try:
+            return self.models[name]
+        except KeyError:
+            raise KeyError(f"unknown model {name!r}; known: {sorted(self.models)}") from None
