@@ -192,17 +192,34 @@ class JobQueue:
 
     # ------------------------------------------------------------------ generation side
     async def claim(
-        self, worker_id: str, max_batch: int, lease_seconds: float | None = None
+        self,
+        worker_id: str,
+        max_batch: int,
+        lease_seconds: float | None = None,
+        *,
+        max_images: int | None = None,
     ) -> list[Row[Any]]:
-        """Take up to `max_batch` compatible queued jobs (same batch key) under a lease."""
+        """Take up to `max_batch` compatible queued jobs (same batch key) under a lease.
+
+        With `max_images`, the jobs' images (`n`) add up to at most that many — except that
+        the first job is always taken, so a large request is never starved.
+        """
         lease = lease_seconds or self.settings.lease_seconds
-        claimed = await self.db.run(self._claim, worker_id, max_batch, lease, self._now())
+        claimed = await self.db.run(
+            self._claim, worker_id, max_batch, lease, self._now(), max_images
+        )
         for row in claimed:
             self._transition(row.id, JobState.QUEUED, JobState.GENERATING, worker=worker_id)
         return claimed
 
     def _claim(
-        self, conn: Connection, worker_id: str, max_batch: int, lease: float, now: float
+        self,
+        conn: Connection,
+        worker_id: str,
+        max_batch: int,
+        lease: float,
+        now: float,
+        max_images: int | None = None,
     ) -> list[Row[Any]]:
         cap = self.settings.per_requester_in_flight
         key = conn.execute(self._stmts.claim_head, {"now": now, "cap": cap}).scalar()
@@ -213,12 +230,16 @@ class JobQueue:
         ).all()
         in_flight = self._in_flight(conn, {r.requester for r in rows})
         chosen: list[int] = []
+        images_taken = 0
         for row in rows:
             if in_flight[row.requester] >= cap:
                 continue
+            if max_images is not None and chosen and images_taken + row.n > max_images:
+                continue
             in_flight[row.requester] += 1
             chosen.append(row.id)
-            if len(chosen) == max_batch:
+            images_taken += row.n
+            if len(chosen) == max_batch or (max_images is not None and images_taken >= max_images):
                 break
         if not chosen:
             return []
@@ -334,6 +355,34 @@ class JobQueue:
         if new_state:
             self._transition(job_id, JobState.GENERATING, new_state, code)
         return new_state
+
+    async def release(self, worker_id: str, job_ids: Sequence[int]) -> int:
+        """Give claimed jobs back untouched (a worker stopping before it started them)."""
+        if not job_ids:
+            return 0
+        now = self._now()
+
+        def _release(conn: Connection) -> int:
+            return conn.execute(
+                update(jobs)
+                .where(
+                    jobs.c.id.in_(list(job_ids)),
+                    jobs.c.lease_owner == worker_id,
+                    jobs.c.state == JobState.GENERATING,
+                )
+                .values(
+                    state=JobState.QUEUED,
+                    attempts=jobs.c.attempts - 1,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    updated_at=now,
+                )
+            ).rowcount
+
+        released = await self.db.run(_release)
+        for job_id in job_ids:
+            self._transition(job_id, JobState.GENERATING, JobState.QUEUED, "released")
+        return released
 
     async def requeue_expired(self) -> int:
         """Return jobs whose lease ran out (a worker or replier died) to where they resume."""
@@ -579,6 +628,19 @@ class JobQueue:
         self._transition(job_id, old, JobState.QUEUED, "retry")
         return True
 
+    async def update_queued(self, job_id: int, **values: Any) -> bool:
+        """Change a job that is still queued (a request edited before it was handled)."""
+        now = self._now()
+
+        def _update(conn: Connection) -> int:
+            return conn.execute(
+                update(jobs)
+                .where(jobs.c.id == job_id, jobs.c.state == JobState.QUEUED)
+                .values(**values, updated_at=now)
+            ).rowcount
+
+        return bool(await self.db.run(_update))
+
     async def get(self, job_id: int) -> Row[Any] | None:
         return await self.db.run(
             lambda conn: conn.execute(select(jobs).where(jobs.c.id == job_id)).first()
@@ -748,7 +810,7 @@ class _Statements:
             .limit(1)
         )
         candidates = (
-            select(jobs.c.id, jobs.c.requester)
+            select(jobs.c.id, jobs.c.requester, jobs.c.n)
             .where(ready, jobs.c.batch_key == bindparam("key"))
             .order_by(*CLAIM_ORDER)
             .limit(bindparam("limit", type_=Integer))

@@ -1,0 +1,3 @@
+from fedibot.cli import main
+
+main()

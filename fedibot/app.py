@@ -1,0 +1,261 @@
+"""`fedibot run`: adapters' listeners, ingest, replier, scheduler, ops server and (optionally)
+a generator worker, in one asyncio process. Everything resumes from the database."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from federation.base import Adapter
+from fedibot.config import FedibotConfig
+from fedibot.cursors import DbCursorStore
+from fedibot.db import Database
+from fedibot.ingest import Ingest
+from fedibot.migrate import upgrade
+from fedibot.ops import OpsServer, record_queue_depth
+from fedibot.policy import Policy
+from fedibot.prompt import PromptRules, usage_text
+from fedibot.prompt_filter import PromptFilter
+from fedibot.queue import JobQueue, QueueSettings
+from fedibot.replier import Replier
+
+log = logging.getLogger("fedibot.app")
+
+
+def queue_settings(config: FedibotConfig, clock: Callable[[], float] = time.time) -> QueueSettings:
+    q = config.queue
+    return QueueSettings(
+        max_attempts=q.max_attempts,
+        lease_seconds=config.generator.lease_seconds,
+        retry_base_seconds=q.retry_base_seconds,
+        retry_max_seconds=q.retry_max_seconds,
+        reply_retry_max_seconds=q.reply_retry_max_seconds,
+        per_requester_in_flight=q.per_requester_in_flight,
+        clock=clock,
+    )
+
+
+def build_adapter(account: Any, cursors: DbCursorStore) -> Adapter:
+    if account.platform == "mastodon":
+        from federation.mastodon import MastodonAdapter
+
+        return MastodonAdapter(account, cursors)
+    from federation.lemmy import LemmyAdapter
+
+    return LemmyAdapter(account, cursors)
+
+
+def worker_name(role: str) -> str:
+    return f"{role}-{socket.gethostname()}-{os.getpid()}"
+
+
+class App:
+    """The whole bot. `adapters` and `service` may be given (tests, benchmarks)."""
+
+    def __init__(
+        self,
+        config: FedibotConfig,
+        *,
+        with_worker: bool = True,
+        adapters: dict[str, Adapter] | None = None,
+        service: Any = None,
+        db: Database | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.with_worker = with_worker
+        self.db = db or Database(config.database.url, echo=config.database.echo)
+        self.queue = JobQueue(self.db, queue_settings(config, clock))
+        self.policy = Policy(
+            self.db,
+            config.policy,
+            config.quotas,
+            PromptFilter(config.prompt_filter),
+            config.own_domains,
+            clock=clock,
+        )
+        self.ingest = Ingest(self.queue, self.policy, config)
+        self.cursors = DbCursorStore(self.db)
+        self.adapters = (
+            adapters
+            if adapters is not None
+            else {acc.name: build_adapter(acc, self.cursors) for acc in config.accounts}
+        )
+        rules = PromptRules.from_config(config.prompt, config.generator.models)
+        self.campaigns: Any = None
+        self.replier = Replier(
+            self.queue,
+            self.adapters,
+            self.policy,
+            config,
+            usage=usage_text(rules),
+            worker_id=worker_name("replier"),
+            campaign_poster=self._post_campaign,
+        )
+        self._service = service
+        self.worker: Any = None
+        self.ops: OpsServer | None = None
+        self.scheduler: Any = None
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._stopping = asyncio.Event()
+        self.started = asyncio.Event()
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        await upgrade(self.db)
+        await self.queue.requeue_expired()
+        if self.config.server.enabled:
+            self.ops = OpsServer(self.config.server.host, self.config.server.port, self.health)
+            await self.ops.start()
+            log.info(
+                "health and metrics on http://%s:%s/", self.config.server.host, self.ops.bound_port
+            )
+        self._spawn(self._maintenance(), "maintenance")
+        for name, adapter in self.adapters.items():
+            self._spawn(self._listen(name, adapter), f"listen-{name}")
+        self._spawn(self.replier.run(), "replier")
+        if self.with_worker:
+            self._start_worker()
+        self._start_scheduler()
+        self.started.set()
+
+    async def run_until_stopped(self) -> None:
+        await self.start()
+        await self._stopping.wait()
+        await self.stop()
+
+    def request_stop(self) -> None:
+        self._stopping.set()
+
+    async def stop(self) -> None:
+        """Finish the current batch, stop listening, close everything."""
+        self._stopping.set()
+        if self.worker is not None:
+            self.worker.request_stop()
+        self.replier.request_stop()
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=False)
+        worker_task = next((t for t in self._tasks if t.get_name() == "worker"), None)
+        if worker_task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(worker_task, timeout=600)
+        for task in self._tasks:
+            if not task.done():
+                task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for adapter in self.adapters.values():
+            with contextlib.suppress(Exception):
+                await adapter.close()
+        if self.ops is not None:
+            await self.ops.stop()
+        if self._service is not None and hasattr(self._service, "close"):
+            await asyncio.to_thread(self._service.close)
+        await self.db.dispose()
+
+    def _spawn(self, coro: Awaitable[Any], name: str) -> None:
+        task = asyncio.ensure_future(coro)
+        task.set_name(name)
+        self._tasks.append(task)
+
+    # ------------------------------------------------------------------ parts
+    async def _listen(self, name: str, adapter: Adapter) -> None:
+        """Start and listen forever; a crash restarts with backoff (nothing is lost: the
+        adapter catches up from its stored cursor)."""
+        delay = 1.0
+        while not self._stopping.is_set():
+            try:
+                me = await adapter.start()
+                log.info("account %s is %s", name, me.acct)
+                delay = 1.0
+                await adapter.listen(self.ingest)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                from fedibot import metrics
+
+                metrics.ADAPTER_ERRORS.labels(account=name, kind="listener").inc()
+                log.warning("account %s: %s; retrying in %.0fs", name, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 300.0)
+
+    def _start_worker(self) -> None:
+        from fedibot.work_source import QueueWorkSource
+        from generator.service import GeneratorService
+        from generator.worker import Worker
+
+        if self._service is None:
+            self._service = GeneratorService(self.config.generator)
+        self.worker = Worker(
+            QueueWorkSource(self.queue),
+            self._service,
+            self.config.generator,
+            worker_name("worker"),
+        )
+        self._spawn(self.worker.run(), "worker")
+
+    def _start_scheduler(self) -> None:
+        from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+        self.scheduler = AsyncIOScheduler(timezone="UTC")
+        fediseer = self.config.fediseer
+        if fediseer.enabled:
+            from fedibot.fediseer_apply import sync_fediseer
+
+            async def _sync() -> None:
+                outcome = await sync_fediseer(self.db, fediseer)
+                log.info("fediseer sync: %s", outcome.status)
+                self.policy.invalidate()
+
+            self.scheduler.add_job(
+                _sync,
+                "interval",
+                minutes=fediseer.sync_interval_minutes,
+                jitter=60,
+                max_instances=1,
+                coalesce=True,
+                next_run_time=None,
+                id="fediseer-sync",
+            )
+            self._spawn(_sync(), "fediseer-first-sync")
+        if self.config.queue.retention_days > 0:
+            self.scheduler.add_job(
+                self._purge, "interval", hours=1, max_instances=1, coalesce=True, id="retention"
+            )
+        if self.campaigns is not None:
+            self.campaigns.schedule(self.scheduler)
+        self.scheduler.start()
+
+    async def _purge(self) -> None:
+        await self.queue.purge(self.config.queue.retention_days * 86400)
+
+    async def _maintenance(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                await self.queue.requeue_expired()
+                record_queue_depth(await self.queue.stats())
+            except Exception:
+                log.exception("maintenance pass failed")
+            await asyncio.sleep(5)
+
+    async def _post_campaign(self, row: Any, images: list[Any], adapter: Adapter) -> Any:
+        if self.campaigns is None:
+            from federation.errors import PermanentError
+
+            raise PermanentError(f"campaign job {row.id} but campaigns are not configured")
+        return await self.campaigns.post(row, images, adapter)
+
+    async def health(self) -> dict[str, object]:
+        stats = await self.queue.stats()
+        return {
+            "ok": True,
+            "database": self.db.display_url,
+            "queue": {k: v for k, v in stats.items() if v},
+            "accounts": sorted(self.adapters),
+            "worker": self.worker is not None and not self.worker.stopping,
+        }

@@ -1,0 +1,308 @@
+"""From a received mention to a durable job: dedupe → policy → parse → Job(queued|rejected).
+
+Everything a user can get wrong becomes a recorded refusal with a stable code and a reply
+(when config says so) — never an exception that loses the mention.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import secrets
+from typing import Any
+
+from federation.types import Mention, Visibility
+from fedibot import metrics
+from fedibot.compose import reply_visibility
+from fedibot.config import FedibotConfig
+from fedibot.mention_codec import mention_to_dict
+from fedibot.models import JobState, ReplyState
+from fedibot.policy import Decision, Policy
+from fedibot.prompt import ParsedRequest, PromptError, PromptRules, apply_style, parse
+from fedibot.queue import JobQueue, NewJob
+from generator.config import ModelPreset
+from generator.limits import check_request
+from generator.types import GenerationRequest
+
+log = logging.getLogger("fedibot.ingest")
+
+SEED_SPACE = 2**32
+BAD_PROMPT_CODES = {
+    "bad_option",
+    "empty_prompt",
+    "prompt_too_long",
+    "unknown_model",
+    "unknown_style",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """A generation request with every option decided."""
+
+    prompt: str
+    negative_prompt: str
+    model: str
+    width: int
+    height: int
+    steps: int
+    guidance: float
+    n: int
+    seed: int
+    style: str | None = None
+
+
+class Ingest:
+    """The sink every adapter calls; idempotent on (platform, account, remote id)."""
+
+    def __init__(self, queue: JobQueue, policy: Policy, config: FedibotConfig) -> None:
+        self.queue = queue
+        self.policy = policy
+        self.config = config
+        self.rules = PromptRules.from_config(config.prompt, config.generator.models)
+        self._models = {name.casefold(): name for name in config.generator.models}
+
+    async def __call__(self, mention: Mention) -> None:
+        await self.handle(mention)
+
+    async def handle(self, mention: Mention) -> int | None:
+        """Record the mention as a job; returns the job id (None when deliberately ignored)."""
+        metrics.MENTIONS_RECEIVED.labels(account=mention.bot_account).inc()
+        existing = await self.queue.find(mention.platform, mention.bot_account, mention.remote_id)
+        if existing is not None:
+            if mention.edited_at and existing.state == JobState.QUEUED:
+                await self._apply_edit(existing, mention)
+            return int(existing.id)
+
+        decision = await self.policy.check_requester(mention.author)
+        if not decision.allowed:
+            return await self._refuse(mention, decision)
+        try:
+            parsed = parse(mention.text, self.rules)
+        except PromptError as err:
+            return await self._refuse_prompt(mention, err)
+
+        if parsed.command == "help":
+            return await self._record(mention, kind="help", state=JobState.GENERATED)
+        if parsed.command == "delete":
+            return await self._delete(mention)
+        base: dict[str, Any] | None = None
+        if parsed.command == "again":
+            original = await self._original(mention)
+            if original is None:
+                return await self._notice(mention, "not_a_result")
+            base = dict(original.params.get("options") or {})
+        try:
+            options = self.resolve(parsed, base)
+        except PromptError as err:
+            return await self._refuse_prompt(mention, err)
+
+        decision = self.policy.check_prompt(options.prompt, options.negative_prompt)
+        if decision.allowed:
+            decision = await self.policy.check_quota(mention.author, options.n)
+        if not decision.allowed:
+            return await self._refuse(mention, decision, options)
+        visibility = reply_visibility(
+            mention.visibility, self._public_reply_visibility(mention.bot_account)
+        )
+        if parsed.private:
+            visibility = Visibility.DIRECT
+        return await self._record(
+            mention, kind="mention", state=JobState.QUEUED, options=options, visibility=visibility
+        )
+
+    # ------------------------------------------------------------------ options
+    def resolve(self, parsed: ParsedRequest, base: dict[str, Any] | None = None) -> Options:
+        """Fill defaults from the model's preset and check its limits (PromptError if not)."""
+        base = base or {}
+        gen = self.config.generator
+        model = parsed.model or base.get("model") or gen.default_model
+        model = self._models.get(model.casefold(), model)
+        preset = gen.model(model).preset
+        if parsed.command == "again":
+            prompt = base.get("prompt", "")
+            negative = base.get("negative_prompt", "")
+            style = base.get("style")
+        else:
+            prompt, negative = apply_style(parsed, self.config.prompt.styles)
+            style = parsed.style
+        if parsed.size:
+            width, height = parsed.size
+        elif parsed.aspect:
+            width, height = size_for_aspect(parsed.aspect, preset)
+        else:
+            width = base.get("width", preset.width)
+            height = base.get("height", preset.height)
+        options = Options(
+            prompt=prompt,
+            negative_prompt=negative,
+            model=model,
+            width=int(width),
+            height=int(height),
+            steps=parsed.steps or base.get("steps") or preset.steps,
+            guidance=float(
+                parsed.cfg if parsed.cfg is not None else base.get("guidance", preset.guidance)
+            ),
+            n=parsed.n or base.get("n") or self.config.prompt.default_n,
+            seed=parsed.seed if parsed.seed is not None else secrets.randbelow(SEED_SPACE),
+            style=style,
+        )
+        error = check_request(
+            gen,
+            GenerationRequest(
+                job_id=0,
+                prompt=options.prompt,
+                seeds=[options.seed + i for i in range(options.n)],
+                negative_prompt=options.negative_prompt,
+                model=options.model,
+                width=options.width,
+                height=options.height,
+                steps=options.steps,
+                guidance=options.guidance,
+            ),
+        )
+        if error is not None:
+            raise PromptError("bad_option", self._explain_limits(error.message, model, preset))
+        return options
+
+    @staticmethod
+    def _explain_limits(message: str, model: str, preset: ModelPreset) -> str:
+        return (
+            f"{message}. Allowed for {model}: --size up to {preset.max_width}x{preset.max_height} "
+            f"(multiples of 8), --steps {preset.min_steps}-{preset.max_steps}, "
+            f"--cfg {preset.min_guidance:g}-{preset.max_guidance:g}"
+        )
+
+    def _public_reply_visibility(self, account: str) -> str:
+        try:
+            acc = self.config.account(account)
+        except Exception:
+            return "unlisted"
+        return getattr(acc, "public_reply_visibility", "unlisted")
+
+    # ------------------------------------------------------------------ records
+    async def _record(
+        self,
+        mention: Mention,
+        *,
+        kind: str,
+        state: str,
+        options: Options | None = None,
+        visibility: Visibility | None = None,
+        error_code: str | None = None,
+        error_message: str | None = None,
+        reply: bool = False,
+        params: dict[str, Any] | None = None,
+    ) -> int:
+        vis = visibility or reply_visibility(
+            mention.visibility, self._public_reply_visibility(mention.bot_account)
+        )
+        extra = dict(params or {})
+        if options is not None:
+            extra["options"] = dataclasses.asdict(options)
+        job = NewJob(
+            platform=mention.platform,
+            bot_account=mention.bot_account,
+            remote_id=mention.remote_id,
+            requester=mention.author.acct.lower(),
+            requester_domain=mention.author.domain,
+            kind=kind,
+            state=state,
+            visibility=vis.value,
+            request=mention_to_dict(mention),
+            params=extra,
+            error_code=error_code,
+            error_message=error_message,
+            reply_state=ReplyState.PENDING if reply else ReplyState.NONE,
+        )
+        if options is not None:
+            job.prompt, job.negative_prompt = options.prompt, options.negative_prompt
+            job.model, job.width, job.height = options.model, options.width, options.height
+            job.steps, job.guidance = options.steps, options.guidance
+            job.n, job.seed = options.n, options.seed
+        result = await self.queue.enqueue(job)
+        return result.job_id
+
+    async def _refuse(
+        self, mention: Mention, decision: Decision, options: Options | None = None
+    ) -> int:
+        log.info("refused %s from %s: %s", mention.remote_id, mention.author.acct, decision.reason)
+        return await self._record(
+            mention,
+            kind="mention",
+            state=JobState.REJECTED,
+            options=options,
+            error_code=decision.code,
+            error_message=decision.message,
+            reply=decision.reply,
+            params={"reason": decision.reason},
+        )
+
+    async def _refuse_prompt(self, mention: Mention, err: PromptError) -> int:
+        reply = self.config.policy.reply_on_refusal.bad_prompt
+        return await self._record(
+            mention,
+            kind="mention",
+            state=JobState.REJECTED,
+            error_code=err.code,
+            error_message=f"{err.message}\nSend 'help' for how to ask.",
+            reply=reply,
+            params={"reason": err.message},
+        )
+
+    async def _notice(self, mention: Mention, code: str) -> int:
+        return await self._record(
+            mention, kind="mention", state=JobState.REJECTED, error_code=code, reply=True
+        )
+
+    async def _original(self, mention: Mention) -> Any:
+        if not mention.in_reply_to_id:
+            return None
+        return await self.queue.find_by_reply(
+            mention.platform, mention.bot_account, mention.in_reply_to_id
+        )
+
+    async def _delete(self, mention: Mention) -> int:
+        original = await self._original(mention)
+        if original is None:
+            return await self._notice(mention, "not_a_result")
+        if original.requester != mention.author.acct.lower():
+            return await self._notice(mention, "not_allowed")
+        return await self._record(
+            mention,
+            kind="delete",
+            state=JobState.GENERATED,
+            params={"target_remote_id": original.reply_remote_id, "target_job": original.id},
+        )
+
+    async def _apply_edit(self, existing: Any, mention: Mention) -> None:
+        """A request edited before generation started is generated in its latest form."""
+        try:
+            parsed = parse(mention.text, self.rules)
+            if parsed.command != "generate":
+                return
+            options = self.resolve(parsed)
+        except PromptError:
+            return
+        if not self.policy.check_prompt(options.prompt, options.negative_prompt).allowed:
+            await self.queue.cancel(int(existing.id), "edited into a refused prompt")
+            return
+        await self.queue.update_queued(
+            int(existing.id),
+            prompt=options.prompt,
+            negative_prompt=options.negative_prompt,
+            request=mention_to_dict(mention),
+            params={**(existing.params or {}), "options": dataclasses.asdict(options)},
+        )
+
+
+def size_for_aspect(aspect: tuple[int, int], preset: ModelPreset) -> tuple[int, int]:
+    """The model's default area at the asked aspect ratio, in multiples of 8, within limits."""
+    a, b = aspect
+    area = preset.width * preset.height
+    width = math.sqrt(area * a / b)
+    height = width * b / a
+    scale = min(1.0, preset.max_width / width, preset.max_height / height)
+    width, height = width * scale, height * scale
+    return max(64, int(width // 8 * 8)), max(64, int(height // 8 * 8))

@@ -1,0 +1,164 @@
+"""Posting what the queue has ready: results, error replies, help, deletions, campaign posts.
+
+Every post carries an idempotency key derived from the job id; after a crash in `replying`
+the adapter is asked for an earlier reply first, so a reply is never posted twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from federation.base import Adapter
+from federation.errors import PermanentError, RemoteGone, TransientError
+from federation.types import OutgoingPost, PostResult
+from fedibot import metrics
+from fedibot.compose import compose_error, compose_result, compose_text
+from fedibot.config import FedibotConfig
+from fedibot.mention_codec import mention_from_dict
+from fedibot.models import JobState
+from fedibot.policy import Policy
+from fedibot.queue import JobQueue
+
+log = logging.getLogger("fedibot.replier")
+
+CampaignPoster = Callable[[Any, list[Any], Adapter], Any]
+
+
+class Replier:
+    def __init__(
+        self,
+        queue: JobQueue,
+        adapters: dict[str, Adapter],
+        policy: Policy,
+        config: FedibotConfig,
+        *,
+        usage: str = "",
+        worker_id: str = "replier",
+        campaign_poster: CampaignPoster | None = None,
+    ) -> None:
+        self.queue = queue
+        self.adapters = adapters
+        self.policy = policy
+        self.config = config
+        self.usage = usage
+        self.worker_id = worker_id
+        self.campaign_poster = campaign_poster
+        self._stop = asyncio.Event()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        """Post until stopped; idle waits are short so replies go out quickly."""
+        poll = self.config.replies.poll_seconds
+        while not self._stop.is_set():
+            handled = await self.process_once()
+            if handled == 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), timeout=poll)
+
+    async def process_once(self) -> int:
+        rows = await self.queue.claim_replies(
+            self.worker_id, limit=self.config.replies.concurrency, lease_seconds=300
+        )
+        if rows:
+            await asyncio.gather(*(self._handle(row) for row in rows))
+        return len(rows)
+
+    async def _handle(self, row: Any) -> None:
+        adapter = self.adapters.get(row.bot_account)
+        if adapter is None:
+            await self.queue.reply_failed(
+                self.worker_id,
+                row.id,
+                "account_missing",
+                f"no adapter for account {row.bot_account!r}",
+                retryable=True,
+                retry_after=300,
+            )
+            return
+        try:
+            remote = await self._deliver(row, adapter)
+        except RemoteGone as err:
+            await self.queue.reply_failed(
+                self.worker_id, row.id, err.code, str(err), retryable=False, gone=True
+            )
+        except TransientError as err:
+            metrics.ADAPTER_ERRORS.labels(account=row.bot_account, kind="transient").inc()
+            await self.queue.reply_failed(
+                self.worker_id,
+                row.id,
+                err.code,
+                str(err),
+                retryable=True,
+                retry_after=err.retry_after,
+            )
+        except PermanentError as err:
+            metrics.ADAPTER_ERRORS.labels(account=row.bot_account, kind="permanent").inc()
+            log.warning("job %s: the server refused the reply: %s", row.id, err)
+            await self.queue.reply_failed(
+                self.worker_id, row.id, err.code, str(err), retryable=False
+            )
+        except Exception as err:  # unknown: keep the job, try again later
+            metrics.ADAPTER_ERRORS.labels(account=row.bot_account, kind="unexpected").inc()
+            log.exception("job %s: posting failed unexpectedly", row.id)
+            await self.queue.reply_failed(
+                self.worker_id, row.id, "remote_unavailable", repr(err), retryable=True
+            )
+        else:
+            if remote is _SKIPPED:
+                return
+            await self.queue.reply_sent(
+                self.worker_id,
+                row.id,
+                remote.remote_id if remote else None,
+                remote.url if remote else None,
+            )
+
+    async def _deliver(self, row: Any, adapter: Adapter) -> PostResult | object | None:
+        if row.kind == "campaign":
+            if self.campaign_poster is None:
+                raise TransientError("campaigns are not running in this process", 60)
+            images = await self.queue.images(row.id)
+            return await self.campaign_poster(row, images, adapter)
+        mention = mention_from_dict(row.request)
+        if row.state != JobState.REPLYING:  # an error reply for a rejected/failed job
+            return await self._post(adapter, compose_error(row, mention), row)
+        if row.kind == "help":
+            return await self._post(adapter, compose_text(row, mention, self.usage), row)
+        if row.kind == "delete":
+            target = (row.params or {}).get("target_remote_id")
+            if target:
+                await adapter.delete(str(target))
+            return None
+        decision = await self.policy.check_requester(mention.author)
+        if not decision.allowed:  # the instance or user was denied since the request
+            await self.queue.reply_failed(
+                self.worker_id, row.id, decision.code, decision.reason, retryable=False
+            )
+            return _SKIPPED
+        if not await adapter.request_exists(mention):
+            raise RemoteGone(f"request {mention.remote_id} was deleted before the reply")
+        images = await self.queue.images(row.id)
+        post = compose_result(row, images, mention, self.config, blur=self._blur)
+        return await self._post(adapter, post, row)
+
+    async def _post(self, adapter: Adapter, post: OutgoingPost, row: Any) -> PostResult:
+        if row.reply_attempts > 1:  # we may have posted before crashing: look first
+            existing = await adapter.find_existing_reply(post)
+            if existing is not None:
+                log.info("job %s: found the reply posted before a restart", row.id)
+                return existing
+        return await adapter.post(post)
+
+    def _blur(self, path: Any) -> Any:
+        from fedibot.policy import blur_image
+
+        return blur_image(path)
+
+
+_SKIPPED = object()
