@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"  # tests never download; before huggingface_hub loads
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
 from fedibot.db import Database
 from fedibot.migrate import upgrade
 from tests.dbutil import fresh_postgres_database
+
+
+@pytest.fixture(scope="session")
+def tiny_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data dir holding the built-in `tiny` model, built once per test session."""
+    from generator.tiny import ensure_tiny
+
+    data_dir = tmp_path_factory.mktemp("tiny-data")
+    ensure_tiny(data_dir)
+    return data_dir
 
 
 @pytest.fixture

@@ -16,14 +16,7 @@ import pytest
 from generator.config import GeneratorConfig, SafetyConfig
 from generator.service import GeneratorService
 
-
-@pytest.fixture(scope="session")
-def tiny_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from generator.tiny import ensure_tiny
-
-    data_dir = tmp_path_factory.mktemp("generator-data")
-    ensure_tiny(data_dir)
-    return data_dir
+# `tiny_data_dir` (the tiny model built once per session) lives in tests/conftest.py.
 
 
 def make_config(data_dir: Path, **overrides: Any) -> GeneratorConfig:

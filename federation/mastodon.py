@@ -1,0 +1,771 @@
+"""The Mastodon-API adapter (Mastodon, GoToSocial, Pleroma/Akkoma) on Mastodon.py.
+
+Mastodon.py is blocking, so every call runs in a worker thread (`asyncio.to_thread`); the
+user stream runs in its own daemon thread and hands events to the event loop through a
+queue. Only the documented client API is used.
+
+Receiving: mention notifications arrive over the user stream and through catch-up
+(`notifications(types=['mention'], min_id=cursor)` paged until empty) at start, after every
+stream (re)connect and every `catch_up_interval_seconds`. The cursor moves only in catch-up,
+and only past notifications whose mention the sink has accepted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import re
+import socket
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import requests
+from mastodon import Mastodon
+from mastodon.errors import (
+    MastodonAPIError,
+    MastodonError,
+    MastodonIllegalArgumentError,
+    MastodonIOError,
+    MastodonNetworkError,
+    MastodonRatelimitError,
+)
+from mastodon.streaming import StreamListener
+
+from federation.base import CursorStore, MentionSink
+from federation.errors import AdapterError, AuthError, PermanentError, RemoteGone, TransientError
+from federation.mastodon_config import MastodonAccountConfig
+from federation.mastodon_convert import (
+    InstanceLimits,
+    domain_of,
+    id_key,
+    ignorable,
+    instance_limits,
+    mentions_account,
+    status_to_mention,
+    to_account,
+    to_visibility,
+)
+from federation.pacing import (
+    Backoff,
+    Budget,
+    parse_ratelimit_headers,
+    retry_after_seconds,
+)
+from federation.types import Account, Mention, OutgoingPost, PostResult, Visibility
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = "fedibot"
+NOTIFICATIONS_PAGE = 80  # Mastodon's maximum page size for notifications
+ELLIPSIS = "…"
+# Mastodon's mention syntax: "@" not preceded by a word character or "/".
+_MENTION_START = re.compile(r"(?<![\w/])@(?=[A-Za-z0-9_])")
+_ZWSP = "\u200b"
+
+# One recorded response: (method, path, status code, headers).
+_Response = tuple[str, str, int, Mapping[str, str]]
+
+
+class _StreamStopped(Exception):
+    """Raised inside the stream thread to leave Mastodon.py's blocking read loop."""
+
+
+def _status_code(exc: BaseException) -> int | None:
+    if isinstance(exc, MastodonAPIError) and len(exc.args) > 1 and isinstance(exc.args[1], int):
+        return exc.args[1]
+    return None
+
+
+def _error_text(exc: BaseException) -> str:
+    if isinstance(exc, MastodonAPIError) and len(exc.args) > 3 and exc.args[3]:
+        return str(exc.args[3])
+    return str(exc.args[0]) if exc.args else type(exc).__name__
+
+
+def neutralise_mentions(text: str) -> str:
+    """Make every `@name` inert (a zero-width space after the @), so the server creates no
+    mention and notifies nobody: a prompt echoed in a reply must not ping third parties."""
+    return _MENTION_START.sub("@" + _ZWSP, text)
+
+
+def compose_status_text(text: str, recipient_acct: str | None, limit: int) -> str:
+    """The status text: `@recipient ` first, no other live mention, at most `limit` chars."""
+    lead = ""
+    body = text or ""
+    if recipient_acct:
+        acct = recipient_acct.lstrip("@")
+        user = acct.split("@", 1)[0]
+        lead = f"@{acct} "
+        stripped = body.lstrip()
+        for prefix in (f"@{acct}", f"@{user}"):
+            if stripped.lower().startswith(prefix.lower()) and (
+                len(stripped) == len(prefix) or stripped[len(prefix)].isspace()
+            ):
+                body = stripped[len(prefix) :]
+                break
+    out = lead + neutralise_mentions(body.strip())
+    if len(out) <= limit:
+        return out.rstrip() or lead.strip()
+    room = max(0, limit - len(lead) - len(ELLIPSIS))
+    cut = neutralise_mentions(body.strip())[:room].rstrip()
+    return (lead + cut + ELLIPSIS)[:limit] if limit > len(lead) else lead.strip()[:limit]
+
+
+class _Listener(StreamListener):
+    """Mastodon.py stream callbacks → events on the adapter's queue (runs in the thread)."""
+
+    def __init__(self, stream: _Stream) -> None:
+        super().__init__()
+        self._stream = stream
+        self.response: requests.Response | None = None
+
+    def handle_stream(self, response: requests.Response) -> None:
+        self.response = response
+        self._stream.emit("connected")
+        super().handle_stream(response)
+
+    def handle_heartbeat(self) -> None:
+        if self._stream.stopped.is_set():
+            raise _StreamStopped
+
+    def on_any_event(self, name: str, data: Any = None) -> None:
+        if self._stream.stopped.is_set():
+            raise _StreamStopped
+
+    def on_notification(self, notification: Any) -> None:
+        self._stream.emit("notification", notification)
+
+    def on_status_update(self, status: Any) -> None:
+        self._stream.adapter._remember_edit(status)
+        self._stream.emit("status_update", status)
+
+    def on_delete(self, status_id: Any) -> None:
+        self._stream.adapter._remember_deleted(str(status_id))
+
+    def on_unknown_event(self, name: str, unknown_event: Any = None) -> None:
+        pass
+
+
+class _Stream:
+    """One user-stream connection in a daemon thread; ends with an "ended" event."""
+
+    def __init__(
+        self, adapter: MastodonAdapter, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue
+    ) -> None:
+        self.adapter = adapter
+        self.loop = loop
+        self.queue = queue
+        self.stopped = threading.Event()
+        self.listener = _Listener(self)
+        self.started_at = time.monotonic()
+        self.thread = threading.Thread(
+            target=self._run, name=f"mastodon-stream-{adapter.name}", daemon=True
+        )
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def emit(self, kind: str, payload: Any = None) -> None:
+        if self.stopped.is_set():
+            return
+        try:
+            self.loop.call_soon_threadsafe(
+                self.queue.put_nowait, (kind, payload, time.monotonic(), self)
+            )
+        except RuntimeError:  # the loop is closed: nobody is listening any more
+            self.stopped.set()
+
+    def _run(self) -> None:
+        error: BaseException | None = None
+        try:
+            self.adapter._stream_client().stream_user(
+                self.listener, timeout=self.adapter.stream_read_timeout
+            )
+        except _StreamStopped:
+            pass
+        except Exception as exc:
+            error = exc
+        self.emit("ended", error)
+
+    def stop(self) -> None:
+        """Stop without blocking the caller.
+
+        Closing a `requests` response from another thread blocks until the reader's recv
+        returns (a buffer lock), so the socket is shut down instead, which wakes the reader;
+        failing that, the thread leaves at the next heartbeat (the stopped flag).
+        """
+        self.stopped.set()
+        response = self.listener.response
+        if response is None:
+            return
+        for sock in _sockets_of(response):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+                return
+
+
+def _sockets_of(response: requests.Response) -> list[socket.socket]:
+    """The socket under a streaming `requests` response (urllib3 1.x and 2.x layouts)."""
+    raw = getattr(response, "raw", None)
+    found = []
+    for path in (("_connection", "sock"), ("_fp", "fp", "raw", "_sock")):
+        obj: Any = raw
+        for attr in path:
+            obj = getattr(obj, attr, None)
+        if isinstance(obj, socket.socket):
+            found.append(obj)
+    return found
+
+
+class MastodonAdapter:
+    """A bot account on a Mastodon-API server; implements `federation.base.Adapter`."""
+
+    platform = "mastodon"
+
+    # Tunables (attributes so tests and the lead can adjust them without config keys).
+    max_inline_wait = 2.0  # a budget wait longer than this raises TransientError instead
+    media_poll_initial_delay = 0.1
+    media_poll_max_delay = 2.0
+    media_processing_timeout = 60.0
+    stream_read_timeout = 90.0  # Mastodon sends a heartbeat every ~15 s
+    refetch_after_seconds = 5.0  # a stream mention older than this is re-fetched (edits)
+    stream_stable_after = 30.0  # a stream alive this long resets the reconnect backoff
+
+    def __init__(self, config: MastodonAccountConfig, cursors: CursorStore) -> None:
+        self.config = config
+        self.name = config.name
+        self.cursor_key = f"mastodon:{config.name}:notifications"
+        self._cursors = cursors
+        self._local = threading.local()
+        self._client = self._make_client(record=True)
+        self._streamer: Mastodon | None = None
+        self.me: Account | None = None
+        self._bot_id: str | None = None
+        self.local_domain = domain_of(config.base_url) or "localhost"
+        self.limits = InstanceLimits()
+        # Statuses: the account budget the server announces; media: 30 per 30 minutes.
+        self.status_budget = Budget("statuses", None, None)
+        self.media_budget = Budget("media", 30, 30 * 60)
+        self.api_budget = Budget("api", None, None)
+        self._failures = Backoff(base=2.0, cap=300.0)
+        self.reconnect_backoff = Backoff(base=1.0, cap=120.0)
+        self._delivered: OrderedDict[str, str] = OrderedDict()  # notification id → status id
+        self._delivered_status: OrderedDict[str, str] = OrderedDict()  # status → notification
+        self._state_lock = threading.Lock()
+        self._edits: OrderedDict[str, Any] = OrderedDict()
+        self._deleted: OrderedDict[str, None] = OrderedDict()
+        self._catch_up_lock: asyncio.Lock | None = None
+        self._stream: _Stream | None = None
+
+    def __repr__(self) -> str:  # never the token
+        return f"MastodonAdapter(name={self.name!r}, base_url={self.config.base_url!r})"
+
+    # ---------------------------------------------------------------- Mastodon.py plumbing
+
+    def _make_client(self, *, record: bool) -> Mastodon:
+        session = requests.Session()
+        if record:
+            session.hooks["response"].append(self._record_response)
+        return Mastodon(
+            access_token=self.config.access_token.get_secret_value(),
+            api_base_url=self.config.base_url,
+            ratelimit_method="throw",
+            request_timeout=self.config.request_timeout_seconds,
+            session=session,
+            user_agent=USER_AGENT,
+            version_check_mode="none",
+        )
+
+    def _stream_client(self) -> Mastodon:
+        if self._streamer is None:
+            self._streamer = self._make_client(record=False)
+        return self._streamer
+
+    def _record_response(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        responses = getattr(self._local, "responses", None)
+        if responses is not None:
+            request = response.request
+            responses.append(
+                (
+                    request.method or "",
+                    urlparse(request.url or "").path,
+                    response.status_code,
+                    response.headers,
+                )
+            )
+
+    def _invoke(
+        self, fn: Callable[..., Any], args: tuple, kwargs: dict
+    ) -> tuple[bool, Any, list[_Response]]:
+        self._local.responses = []
+        try:
+            return True, fn(*args, **kwargs), self._local.responses
+        except Exception as exc:
+            return False, exc, self._local.responses
+        finally:
+            self._local.responses = None
+
+    async def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run one Mastodon.py call in a thread; learn rate limits; map its errors."""
+        ok, value, responses = await asyncio.to_thread(self._invoke, fn, args, kwargs)
+        self._learn(responses)
+        if ok:
+            self._failures.reset()
+            return value
+        raise self._map_error(value, responses) from value
+
+    def _budget_for(self, method: str, path: str) -> Budget:
+        if method == "POST" and path.rstrip("/").endswith("/api/v1/statuses"):
+            return self.status_budget
+        if method == "POST" and path.rstrip("/") in ("/api/v2/media", "/api/v1/media"):
+            return self.media_budget
+        return self.api_budget
+
+    def _learn(self, responses: list[_Response]) -> None:
+        now = time.time()
+        for method, path, status, headers in responses:
+            budget = self._budget_for(method, path)
+            budget.observe(parse_ratelimit_headers(headers, now))
+            if status == 429:
+                wait = retry_after_seconds(headers, now)
+                budget.exhausted_for(wait if wait is not None else 60.0)
+
+    def _map_error(self, exc: BaseException, responses: list[_Response]) -> AdapterError:
+        last = responses[-1] if responses else None
+        status = _status_code(exc) or (last[2] if last and last[2] >= 400 else None)
+        where = self.config.base_url
+        if isinstance(exc, MastodonRatelimitError) or status == 429:
+            wait = retry_after_seconds(last[3]) if last else None
+            if wait is None:
+                wait = self._failures.next_delay()
+            return TransientError(
+                f"rate limited by {where}", retry_after=wait + random.uniform(0.0, 1.0)
+            )
+        if isinstance(exc, MastodonNetworkError):
+            return TransientError(
+                f"network error talking to {where}: {exc}", retry_after=self._failures.next_delay()
+            )
+        if status in (401, 403):
+            return AuthError(f"{where} refused the credentials ({status}): {_error_text(exc)}")
+        if status in (404, 410):
+            return RemoteGone(f"not found on {where} ({status}): {_error_text(exc)}")
+        if status is not None and status >= 500:
+            return TransientError(
+                f"{where} failed ({status})", retry_after=self._failures.next_delay()
+            )
+        if status is not None and 400 <= status < 500:
+            return PermanentError(f"{where} refused ({status}): {_error_text(exc)}")
+        if isinstance(exc, MastodonIllegalArgumentError | MastodonIOError):
+            return PermanentError(f"cannot send to {where}: {exc}")
+        if isinstance(exc, MastodonError):  # e.g. an HTML page instead of JSON (maintenance)
+            return TransientError(
+                f"unexpected answer from {where}: {exc}", retry_after=self._failures.next_delay()
+            )
+        return PermanentError(f"unexpected error with {where}: {exc!r}")
+
+    # ----------------------------------------------------------------------------- start
+
+    async def start(self) -> Account:
+        me = await self._call(self._client.account_verify_credentials)
+        v2: Any = None
+        v1: Any = None
+        try:
+            v2 = await self._call(self._client.instance_v2)
+        except PermanentError:
+            v2 = None
+        if not isinstance(v2, Mapping) or not (v2.get("configuration") or {}).get("statuses"):
+            with contextlib.suppress(PermanentError):
+                v1 = await self._call(self._client.instance_v1)
+        self.limits = instance_limits(
+            v2 if isinstance(v2, Mapping) else None, v1 if isinstance(v1, Mapping) else None
+        )
+        self.local_domain = (self.limits.domain or self.local_domain).lower()
+        self._bot_id = str(me["id"])
+        if self.config.set_bot_flag and not me.get("bot"):
+            try:
+                me = await self._call(self._client.account_update_credentials, bot=True)
+            except PermanentError as exc:
+                log.warning("%s: could not set the bot flag: %s", self.name, exc)
+        if self.config.accept_private_mentions:
+            await self._accept_private_mentions()
+        self.me = to_account(me, self.local_domain)
+        log.info("%s: logged in as %s", self.name, self.me.acct)
+        return self.me
+
+    async def _accept_private_mentions(self) -> None:
+        try:
+            policy = await self._call(self._client.notifications_policy)
+        except RemoteGone:
+            log.info("%s: server has no notification policy (fine: nothing filtered)", self.name)
+            return
+        except PermanentError as exc:
+            log.warning("%s: cannot read the notification policy: %s", self.name, exc)
+            return
+        if isinstance(policy, Mapping) and policy.get("for_private_mentions") == "accept":
+            return
+        try:
+            await self._call(
+                self._client.update_notifications_policy, for_private_mentions="accept"
+            )
+        except PermanentError as exc:
+            log.warning("%s: cannot accept private mentions from strangers: %s", self.name, exc)
+
+    def _require_started(self) -> str:
+        if self._bot_id is None:
+            raise RuntimeError(f"{self!r}: call start() first")
+        return self._bot_id
+
+    # ------------------------------------------------------------------------- receiving
+
+    def _remember_edit(self, status: Any) -> None:
+        with self._state_lock:
+            self._edits[str(status.get("id"))] = status
+            self._edits.move_to_end(str(status.get("id")))
+            while len(self._edits) > 1000:
+                self._edits.popitem(last=False)
+
+    def _remember_deleted(self, status_id: str) -> None:
+        with self._state_lock:
+            self._deleted[status_id] = None
+            while len(self._deleted) > 1000:
+                self._deleted.popitem(last=False)
+
+    def _latest(self, status: Any) -> Any:
+        """The newest version of a status we have seen (stream `status.update` events)."""
+        with self._state_lock:
+            edited = self._edits.get(str(status.get("id")))
+        if edited is None:
+            return status
+        old, new = status.get("edited_at"), edited.get("edited_at")
+        if new is not None and (old is None or new >= old):
+            return edited
+        return status
+
+    def _mark_delivered(self, notification_id: str, status_id: str) -> None:
+        self._delivered[notification_id] = status_id
+        self._delivered_status[status_id] = notification_id
+        while len(self._delivered) > 20000:
+            _, sid = self._delivered.popitem(last=False)
+            self._delivered_status.pop(sid, None)
+
+    def _to_mention(self, status: Any, notification_id: str | None) -> Mention | None:
+        bot_id = self._require_started()
+        try:
+            return status_to_mention(
+                status,
+                bot_name=self.name,
+                bot_account_id=bot_id,
+                local_domain=self.local_domain,
+                notification_id=notification_id,
+            )
+        except Exception:  # a malformed entity must not stop everything behind it
+            log.exception("%s: cannot read status %r", self.name, status.get("id"))
+            return None
+
+    async def catch_up(self, sink: MentionSink) -> int:
+        """Deliver every mention notification after the cursor, oldest first.
+
+        Returns how many mentions were passed to `sink`. The cursor advances past a
+        notification only after `sink` returned for it (or it was not for the bot);
+        an exception from `sink` propagates with the cursor still before that mention.
+        """
+        self._require_started()
+        if self._catch_up_lock is None:
+            self._catch_up_lock = asyncio.Lock()
+        async with self._catch_up_lock:
+            return await self._catch_up(sink)
+
+    async def _catch_up(self, sink: MentionSink) -> int:
+        cursor = await self._cursors.get_cursor(self.cursor_key)
+        position = cursor or "0"
+        delivered = 0
+        while True:
+            page = await self._call(
+                self._client.notifications,
+                types=["mention"],
+                min_id=position,
+                limit=NOTIFICATIONS_PAGE,
+            )
+            items = sorted(
+                (n for n in page or [] if id_key(str(n.get("id"))) > id_key(position)),
+                key=lambda n: id_key(str(n.get("id"))),
+            )
+            if not items:
+                break
+            for notification in items:
+                nid = str(notification.get("id"))
+                if nid not in self._delivered and notification.get("type") == "mention":
+                    mention = self._to_mention(notification.get("status") or {}, nid)
+                    if mention is not None:
+                        await sink(mention)
+                        delivered += 1
+                        self._mark_delivered(nid, mention.remote_id)
+                        await self._cursors.set_cursor(self.cursor_key, nid)
+                position = nid
+            if position != cursor:
+                await self._cursors.set_cursor(self.cursor_key, position)
+                cursor = position
+        return delivered
+
+    async def _deliver_stream_notification(
+        self, notification: Any, received_at: float, sink: MentionSink
+    ) -> None:
+        if notification.get("type") != "mention":
+            return
+        nid = str(notification.get("id"))
+        if nid in self._delivered:
+            return
+        status = notification.get("status")
+        if not status or ignorable(status, self._require_started()):
+            return
+        sid = str(status.get("id"))
+        with self._state_lock:
+            if sid in self._deleted:
+                return
+        status = self._latest(status)
+        if time.monotonic() - received_at >= self.refetch_after_seconds:
+            try:  # waited in the queue: fetch the current version (edited? deleted?)
+                status = await self._call(self._client.status, sid)
+            except RemoteGone:
+                return
+        mention = self._to_mention(status, nid)
+        if mention is None:
+            return
+        await sink(mention)
+        self._mark_delivered(nid, mention.remote_id)
+
+    async def _deliver_edit(self, status: Any, sink: MentionSink) -> None:
+        """An edit of a request already handed over: hand over its new form (edited_at set);
+        the sink decides whether the job can still change."""
+        sid = str(status.get("id"))
+        nid = self._delivered_status.get(sid)
+        bot_id = self._require_started()
+        if nid is None or ignorable(status, bot_id) or not mentions_account(status, bot_id):
+            return
+        mention = self._to_mention(status, nid)
+        if mention is not None:
+            await sink(mention)
+
+    async def listen(self, sink: MentionSink) -> None:
+        """Stream + catch-up forever. Raises AuthError when the token stops working."""
+        if self._bot_id is None:
+            await self.start()
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue = asyncio.Queue()
+        interval = self.config.catch_up_interval_seconds
+        next_catch_up = loop.time()
+        reconnect_at: float | None = loop.time() if self.config.use_streaming else None
+        catch_up_backoff = Backoff(base=2.0, cap=interval)
+        try:
+            while True:
+                now = loop.time()
+                if self._stream is None and reconnect_at is not None and now >= reconnect_at:
+                    reconnect_at = None
+                    self._stream = _Stream(self, loop, queue)
+                    self._stream.start()
+                if now >= next_catch_up:
+                    if await self._safe_catch_up(sink):
+                        catch_up_backoff.reset()
+                        next_catch_up = loop.time() + interval
+                    else:
+                        next_catch_up = loop.time() + catch_up_backoff.next_delay()
+                deadline = min(next_catch_up, reconnect_at if reconnect_at is not None else 1e18)
+                try:
+                    kind, payload, received_at, stream = await asyncio.wait_for(
+                        queue.get(), timeout=max(0.0, deadline - loop.time())
+                    )
+                except TimeoutError:
+                    continue
+                if kind == "connected":
+                    log.info("%s: stream connected", self.name)
+                    next_catch_up = loop.time()  # close the gap since the last event
+                elif kind == "ended":
+                    if stream is self._stream:
+                        self._stream = None
+                        if time.monotonic() - stream.started_at > self.stream_stable_after:
+                            self.reconnect_backoff.reset()
+                        delay = self.reconnect_backoff.next_delay()
+                        log.warning(
+                            "%s: stream ended (%s); reconnecting in %.1fs",
+                            self.name,
+                            payload or "closed",
+                            delay,
+                        )
+                        reconnect_at = loop.time() + delay
+                elif kind in ("notification", "status_update"):
+                    try:
+                        if kind == "notification":
+                            await self._deliver_stream_notification(payload, received_at, sink)
+                        else:
+                            await self._deliver_edit(payload, sink)
+                    except AuthError:
+                        raise
+                    except Exception:
+                        # Not acknowledged: the next catch-up delivers it again.
+                        log.exception("%s: handling a stream event failed", self.name)
+                        next_catch_up = min(next_catch_up, loop.time() + 5.0)
+        finally:
+            if self._stream is not None:
+                self._stream.stop()
+                self._stream = None
+
+    async def _safe_catch_up(self, sink: MentionSink) -> bool:
+        try:
+            await self.catch_up(sink)
+            return True
+        except AuthError:
+            raise
+        except AdapterError as exc:
+            log.warning("%s: catch-up failed: %s", self.name, exc)
+        except Exception:
+            log.exception("%s: catch-up stopped at a mention the sink did not take", self.name)
+        return False
+
+    # --------------------------------------------------------------------------- posting
+
+    def reply_visibility(self, requested: Visibility) -> Visibility:
+        """The visibility actually used: the request's, with public capped by config."""
+        cap = Visibility(self.config.public_reply_visibility)
+        chosen = requested.narrowest(cap)
+        assert chosen.rank >= requested.rank, "a reply must never be wider than asked"
+        return chosen
+
+    async def _pace(self, media_count: int) -> None:
+        waits = {"statuses": self.status_budget.wait_for(1), "api": self.api_budget.wait_for(1)}
+        if media_count:
+            waits["media"] = self.media_budget.wait_for(media_count)
+        name, wait = max(waits.items(), key=lambda kv: kv[1])
+        if wait > self.max_inline_wait:
+            raise TransientError(
+                f"{self.name}: {name} rate-limit budget spent",
+                retry_after=wait + random.uniform(0.0, 1.0),
+            )
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+    def _check_media(self, path: Path, mime_type: str) -> None:
+        try:
+            size = path.stat().st_size
+        except OSError as exc:
+            raise PermanentError(f"cannot read image {path.name}: {exc}") from exc
+        limit = self.limits.image_size_limit
+        if limit is not None and size > limit:
+            raise PermanentError(f"image {path.name} is {size} bytes; the server takes {limit}")
+        mimes = self.limits.supported_mime_types
+        if mimes and mime_type not in mimes:
+            raise PermanentError(f"the server does not take {mime_type} images")
+
+    async def _wait_processed(self, media: Any) -> str:
+        """Poll `GET /api/v1/media/:id` until a 202 upload has its URL (bounded)."""
+        delay = self.media_poll_initial_delay
+        deadline = time.monotonic() + self.media_processing_timeout
+        while media.get("url") is None:
+            if time.monotonic() > deadline:
+                raise TransientError("the server is still processing an upload", retry_after=30.0)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.media_poll_max_delay)
+            media = await self._call(self._client.media, str(media["id"]))
+        return str(media["id"])
+
+    async def post(self, post: OutgoingPost) -> PostResult:
+        bot_id = self._require_started()
+        visibility = self.reply_visibility(post.visibility)
+        if len(post.media) > self.limits.max_media_attachments:
+            raise PermanentError(
+                f"{len(post.media)} images; the server takes {self.limits.max_media_attachments}"
+            )
+        for item in post.media:
+            self._check_media(item.path, item.mime_type)
+        max_chars = self.limits.max_characters
+        spoiler = post.spoiler_text or ""
+        if len(spoiler) > max_chars // 2:
+            spoiler = spoiler[: max_chars // 2 - 1] + ELLIPSIS
+        recipient = post.recipient.acct if post.recipient else None
+        text = compose_status_text(post.text, recipient, max_chars - len(spoiler))
+        await self._pace(len(post.media))
+
+        uploaded = []
+        for item in post.media:
+            self.media_budget.record_call()
+            uploaded.append(
+                await self._call(
+                    self._client.media_post,
+                    str(item.path),
+                    mime_type=item.mime_type,
+                    description=(item.alt_text or "")[: self.limits.description_limit] or None,
+                    file_name=item.path.name,
+                )
+            )
+        media_ids = [await self._wait_processed(m) for m in uploaded]
+
+        self.status_budget.record_call()
+        status = await self._call(
+            self._client.status_post,
+            text,
+            in_reply_to_id=post.in_reply_to_id,
+            media_ids=media_ids or None,
+            sensitive=post.sensitive,
+            visibility=visibility.value,
+            spoiler_text=spoiler or None,
+            language=post.language,
+            idempotency_key=post.idempotency_key,
+        )
+        result = PostResult(remote_id=str(status["id"]), url=status.get("url") or status.get("uri"))
+        if to_visibility(status.get("visibility")).rank < visibility.rank:
+            # The server made it wider than asked: take it down at once.
+            with contextlib.suppress(AdapterError):
+                await self._call(self._client.status_delete, result.remote_id)
+            raise PermanentError(
+                f"{self.config.base_url} posted {status.get('visibility')!r}, asked {visibility}"
+            )
+        if str(status.get("account", {}).get("id")) != bot_id:
+            log.warning("%s: posted status %s is not by the bot?", self.name, result.remote_id)
+        return result
+
+    async def find_existing_reply(self, post: OutgoingPost) -> PostResult | None:
+        bot_id = self._require_started()
+        if not post.in_reply_to_id:
+            return None
+        try:
+            context = await self._call(self._client.status_context, post.in_reply_to_id)
+        except RemoteGone:
+            return None
+        replies = [
+            s
+            for s in context.get("descendants") or []
+            if str(s.get("account", {}).get("id")) == bot_id
+            and str(s.get("in_reply_to_id")) == str(post.in_reply_to_id)
+        ]
+        if not replies:
+            return None
+        first = min(replies, key=lambda s: id_key(str(s.get("id"))))
+        return PostResult(remote_id=str(first["id"]), url=first.get("url") or first.get("uri"))
+
+    async def request_exists(self, mention: Mention) -> bool:
+        self._require_started()
+        try:
+            await self._call(self._client.status, mention.remote_id)
+        except RemoteGone:
+            return False
+        return True
+
+    async def delete(self, remote_id: str) -> None:
+        self._require_started()
+        with contextlib.suppress(RemoteGone):  # already gone is what we wanted
+            await self._call(self._client.status_delete, remote_id)
+
+    async def close(self) -> None:
+        if self._stream is not None:
+            self._stream.stop()
+            self._stream = None
+        for client in (self._client, self._streamer):
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    client.session.close()

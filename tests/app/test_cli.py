@@ -1,0 +1,146 @@
+"""The CLI as an operator uses it: a real SQLite file, real subprocesses where it matters."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from fedibot.cli import main
+from fedibot.db import Database
+from fedibot.migrate import upgrade_blocking
+from fedibot.queue import JobQueue
+from tests.queue.test_queue import job
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _config(tmp_path: Path) -> Path:
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(
+        f'data_dir = "{tmp_path}"\n[database]\nurl = "sqlite:///{tmp_path}/bot.db"\n'
+        '[generator.safety]\nclassifier = "none"\n'
+    )
+    return cfg
+
+
+def test_light_packages_do_not_import_torch():
+    code = (
+        "import sys, fedibot, federation, fediseer_sync, fedibot.cli, fedibot.app, generator, "
+        "generator.worker, generator.service\n"
+        "print(sorted(m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True
+    ).stdout
+    assert out.strip() == "[]"
+
+
+def test_help_lists_the_commands():
+    result = CliRunner().invoke(main, ["--help"])
+    assert result.exit_code == 0
+    for command in ("run", "worker", "queue", "db", "doctor", "generate", "try", "login"):
+        assert command in result.output
+
+
+def test_queue_commands_print_one_json_document(tmp_path):
+    """Sync on purpose: the CLI runs its own event loop, as it does for an operator."""
+    cfg = _config(tmp_path)
+
+    async def seed() -> int:
+        db = Database(f"sqlite:///{tmp_path}/bot.db")
+        upgrade_blocking(db)
+        queue = JobQueue(db)
+        first = (await queue.enqueue(job("1"))).job_id
+        await queue.enqueue(job("2", requester="b@two.example"))
+        await db.dispose()
+        return first
+
+    first = asyncio.run(seed())
+    runner = CliRunner()
+
+    stats = json.loads(
+        runner.invoke(main, ["--config", str(cfg), "queue", "stats", "--json"]).output
+    )
+    assert stats["queued"] == 2 and stats["done"] == 0
+    listed = json.loads(
+        runner.invoke(main, ["--config", str(cfg), "queue", "list", "--json"]).output
+    )
+    assert [j["id"] for j in listed] == [first + 1, first]
+    shown = json.loads(
+        runner.invoke(main, ["--config", str(cfg), "queue", "show", str(first), "--json"]).output
+    )
+    assert shown["prompt"] == "a lighthouse 1" and shown["images"] == []
+
+    result = runner.invoke(main, ["--config", str(cfg), "queue", "cancel", str(first)])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(main, ["--config", str(cfg), "queue", "cancel", str(first)])
+    assert result.exit_code == 1
+    result = runner.invoke(main, ["--config", str(cfg), "queue", "retry", str(first)])
+    assert result.exit_code == 0
+    shown = json.loads(
+        runner.invoke(main, ["--config", str(cfg), "queue", "show", str(first), "--json"]).output
+    )
+    assert shown["state"] == "queued"
+
+
+def test_try_runs_the_whole_local_path(tmp_path, tiny_data_dir):
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f'data_dir = "{tiny_data_dir}"\n[database]\nurl = "sqlite:///{tmp_path}/b.db"\n')
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fedibot",
+            "--config",
+            str(cfg),
+            "try",
+            "@bot a red fox --n 2 --seed 7 ### blurry",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    reply = json.loads((out / "reply.json").read_text())
+    assert reply["seeds"] == [7, 8]
+    assert reply["visibility"] == "unlisted"
+    assert len(reply["media"]) == 2
+    assert all("Seed: " in m["alt_text"] and Path(m["path"]).is_file() for m in reply["media"])
+    assert "a red fox" in reply["text"]
+
+
+def test_try_reports_a_bad_option_with_the_allowed_range(tmp_path, tiny_data_dir):
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f'data_dir = "{tiny_data_dir}"\n')
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fedibot",
+            "--config",
+            str(cfg),
+            "try",
+            "@bot a fox --n 9",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert proc.returncode == 1
+    reply = json.loads((out / "reply.json").read_text())
+    assert reply["error_code"] == "bad_option"
+    assert "1 to 4" in reply["text"]
+    assert reply["media"] == []

@@ -1,0 +1,127 @@
+"""config.toml validation: every problem is one line naming the key, the value and the rule."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fedibot.config import ConfigError, load_config, parse_config
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_the_shipped_config_is_valid_and_uses_sqlite_and_tiny():
+    config = load_config(REPO / "config.toml")
+    assert config.database.url.startswith("sqlite:///")
+    assert config.generator.default_model == "tiny"
+    assert config.generator.data_dir == config.data_dir
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (
+            {"generator": {"max_batch": 0}},
+            "generator.max_batch = 0: must be an integer from 1 to 64",
+        ),
+        ({"queue": {"max_attempts": "three"}}, "queue.max_attempts = 'three': must be an integer"),
+        ({"policy": {"mode": "closed"}}, "policy.mode = 'closed': must be one of 'open'"),
+        ({"generator": {"max_btch": 4}}, "generator.max_btch: is not a known key (known keys:"),
+        ({"nonsense": 1}, "nonsense: is not a known key"),
+        ({"database": {"url": "mysql://x/y"}}, "database.url = 'mysql://x/y': unsupported"),
+    ],
+)
+def test_bad_values_name_the_key_and_what_is_allowed(raw, expected):
+    with pytest.raises(ConfigError) as info:
+        parse_config(raw, "config.toml")
+    assert expected in str(info.value)
+    assert str(info.value).startswith("config.toml: ")
+
+
+def test_missing_env_secret_names_the_key_and_the_variable(monkeypatch):
+    monkeypatch.delenv("FEDIBOT_TEST_NO_SUCH_TOKEN", raising=False)
+    raw = {
+        "accounts": [
+            {
+                "platform": "mastodon",
+                "name": "main",
+                "base_url": "https://a.example",
+                "access_token": "env:FEDIBOT_TEST_NO_SUCH_TOKEN",
+            }
+        ]
+    }
+    with pytest.raises(ConfigError) as info:
+        parse_config(raw)
+    assert "accounts[0].access_token" in str(info.value)
+    assert "FEDIBOT_TEST_NO_SUCH_TOKEN is not set" in str(info.value)
+
+
+def test_env_secret_is_read_and_never_shown(monkeypatch):
+    monkeypatch.setenv("FEDIBOT_TEST_TOKEN", "s3cr3t-token-value")
+    raw = {
+        "accounts": [
+            {
+                "platform": "mastodon",
+                "name": "main",
+                "base_url": "https://a.example",
+                "access_token": "env:FEDIBOT_TEST_TOKEN",
+            }
+        ]
+    }
+    config = parse_config(raw)
+    assert config.accounts[0].access_token.get_secret_value() == "s3cr3t-token-value"
+    assert "s3cr3t" not in repr(config)
+
+
+def test_duplicate_account_names_are_refused():
+    acc = {
+        "platform": "lemmy",
+        "name": "x",
+        "base_url": "https://l.example",
+        "username": "b",
+        "password": "p",
+    }
+    with pytest.raises(ConfigError, match="account names must be unique; repeated: x"):
+        parse_config({"accounts": [acc, dict(acc)]})
+
+
+@pytest.mark.parametrize(
+    ("toml", "expected"),
+    [
+        ("[generator]\nmax_batch = 0\n", "generator.max_batch = 0"),
+        ("[queue]\nretention_days = 'long'\n", "queue.retention_days = 'long'"),
+        ("[frobnicate]\nx = 1\n", "frobnicate: is not a known key"),
+        (
+            '[[accounts]]\nname="m"\nplatform="mastodon"\nbase_url="https://m.example"\n'
+            'access_token="env:FEDIBOT_TEST_ABSENT"\n',
+            "accounts[0].access_token",
+        ),
+        ("not toml [", "not valid TOML"),
+    ],
+)
+def test_cli_exits_non_zero_naming_the_key(tmp_path, toml, expected):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text(toml)
+    env = {k: v for k, v in os.environ.items() if k != "FEDIBOT_TEST_ABSENT"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "fedibot", "--config", str(cfg), "queue", "stats"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert expected in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_fedibot_config_environment_variable_selects_the_file(tmp_path, monkeypatch):
+    cfg = tmp_path / "other.toml"
+    cfg.write_text("[queue]\nmax_attempts = 7\n")
+    monkeypatch.setenv("FEDIBOT_CONFIG", str(cfg))
+    assert load_config().queue.max_attempts == 7
