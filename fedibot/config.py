@@ -65,6 +65,13 @@ class QueueConfig(BaseModel):
     reply_retry_max_seconds: float = Field(3600.0, gt=0, le=86_400)
     per_requester_in_flight: int = Field(2, ge=1, le=1000)
     retention_days: float = Field(14.0, ge=0, le=3650, description="0 keeps jobs forever")
+    max_request_age_hours: float = Field(
+        24.0,
+        ge=0,
+        le=24 * 365,
+        description="mentions older than this (e.g. history seen on a first start) are ignored;"
+        " 0 answers everything",
+    )
 
 
 class RepliesConfig(BaseModel):

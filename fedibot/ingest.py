@@ -10,6 +10,7 @@ import dataclasses
 import logging
 import math
 import secrets
+from datetime import UTC
 from typing import Any
 
 from federation.types import Mention, Visibility
@@ -75,6 +76,13 @@ class Ingest:
                 await self._apply_edit(existing, mention)
             return int(existing.id)
 
+        if self._too_old(mention):
+            log.info(
+                "ignored %s from %s: older than queue.max_request_age_hours",
+                mention.remote_id,
+                mention.author.acct,
+            )
+            return None
         decision = await self.policy.check_requester(mention.author)
         if not decision.allowed:
             return await self._refuse(mention, decision)
@@ -111,6 +119,16 @@ class Ingest:
         return await self._record(
             mention, kind="mention", state=JobState.QUEUED, options=options, visibility=visibility
         )
+
+    def _too_old(self, mention: Mention) -> bool:
+        limit = self.config.queue.max_request_age_hours
+        if not limit:
+            return False
+        created = mention.created_at
+        if created.tzinfo is None:
+            created = created.replace(tzinfo=UTC)
+        age = self.policy.clock() - created.timestamp()
+        return age > limit * 3600
 
     # ------------------------------------------------------------------ options
     def resolve(self, parsed: ParsedRequest, base: dict[str, Any] | None = None) -> Options:
