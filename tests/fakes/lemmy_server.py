@@ -317,6 +317,10 @@ class FakeLemmy:
         body = {"error": error} if error else {}
         self._failures.append(_Failure(method.upper(), path, status, body, times))
 
+    def clear_failures(self) -> None:
+        """Forget every failure `fail_next` set up that has not been used up yet."""
+        self._failures.clear()
+
     def comments_by(self, person: JSON) -> list[JSON]:
         return [c for c in self.comments.values() if c["creator_id"] == person["id"]]
 
