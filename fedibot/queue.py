@@ -641,6 +641,19 @@ class JobQueue:
 
         return bool(await self.db.run(_update))
 
+    async def update_params(self, job_id: int, values: dict[str, Any]) -> None:
+        """Merge `values` into a job's params (small notes such as 'wait notice sent')."""
+
+        def _update(conn: Connection) -> None:
+            current = conn.execute(select(jobs.c.params).where(jobs.c.id == job_id)).scalar()
+            conn.execute(
+                update(jobs)
+                .where(jobs.c.id == job_id)
+                .values(params={**(current or {}), **values}, updated_at=self._now())
+            )
+
+        await self.db.run(_update)
+
     async def get(self, job_id: int) -> Row[Any] | None:
         return await self.db.run(
             lambda conn: conn.execute(select(jobs).where(jobs.c.id == job_id)).first()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -89,6 +90,7 @@ class Replier:
             )
         except TransientError as err:
             metrics.ADAPTER_ERRORS.labels(account=row.bot_account, kind="transient").inc()
+            await self._tell_about_wait(row, adapter, err.retry_after)
             await self.queue.reply_failed(
                 self.worker_id,
                 row.id,
@@ -146,6 +148,34 @@ class Replier:
         images = await self.queue.images(row.id)
         post = compose_result(row, images, mention, self.config, blur=self._blur)
         return await self._post(adapter, post, row)
+
+    async def _tell_about_wait(self, row: Any, adapter: Adapter, wait: float | None) -> None:
+        """A requester whose images wait on the server's rate limit for long is told, once,
+        roughly how long (e.g. Lemmy's default budget is 6 images an hour)."""
+        threshold = self.config.replies.notify_wait_seconds
+        if (
+            not threshold
+            or wait is None
+            or wait < threshold
+            or row.kind != "mention"
+            or row.state != JobState.REPLYING
+            or (row.params or {}).get("wait_notice_sent")
+        ):
+            return
+        mention = mention_from_dict(row.request)
+        minutes = max(1, round(wait / 60))
+        text = (
+            f"Your images are ready, but this server only lets me post a few per hour. "
+            f"They will follow in about {minutes} minute{'s' if minutes != 1 else ''}."
+        )
+        post = compose_text(row, mention, text)
+        post = dataclasses.replace(post, idempotency_key=f"fedibot-job-{row.id}-wait")
+        try:
+            await adapter.post(post)
+        except Exception as exc:  # the notice is a courtesy: never let it block the reply
+            log.info("job %s: could not post the wait notice: %s", row.id, exc)
+            return
+        await self.queue.update_params(row.id, {"wait_notice_sent": True})
 
     async def _post(self, adapter: Adapter, post: OutgoingPost, row: Any) -> PostResult:
         if row.reply_attempts > 1:  # we may have posted before crashing: look first

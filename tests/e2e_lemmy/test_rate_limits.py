@@ -37,3 +37,31 @@ async def test_spent_image_budget_delays_replies_but_drops_none(
     assert (published[2] - published[0]).total_seconds() >= 2.5  # the third waited for the window
     uploads = [r for r in fake.requests_to("POST", "image") if r.status < 400]
     assert len(uploads) == 4  # every image uploaded exactly once
+
+
+@pytest.mark.parametrize(
+    "fake_options", [{"rate_limits": {**RATE_LIMITS, "image": (1, 60.0)}}], indirect=False
+)
+async def test_requester_held_back_by_the_image_budget_is_told_how_long_once(
+    fake: FakeLemmy, apps: Apps
+) -> None:
+    users = [fake.add_user(f"user{i}", domain="remote.example") for i in range(2)]
+    mentions = [
+        fake.mention(user, prompt)
+        for user, prompt in zip(users, ("a lighthouse", "a harbour"), strict=True)
+    ]
+    app = await apps.start(
+        quotas={"user_jobs_in_flight": 0}, replies={"poll_seconds": 0.05, "notify_wait_seconds": 5}
+    )
+    await eventually(lambda: all(len(answers_to(fake, m)) == 1 for m in mentions), timeout=30)
+    answers = [answers_to(fake, m)[0] for m in mentions]
+    with_image = [a for a in answers if "![" in a["content"]]
+    notices = [a for a in answers if "![" not in a["content"]]
+    assert len(with_image) == 1 and len(notices) == 1  # one image fits the window, one waits
+    assert "about 1 minute" in notices[0]["content"]
+    (job,) = [j for j in await app.queue.list_jobs() if j.params.get("wait_notice_sent")]
+    assert job.state == "generated"
+    waiting = mentions[answers.index(notices[0])]
+    # A further retry inside the window does not tell them again.
+    await app.replier.process_once()
+    assert len(answers_to(fake, waiting)) == 1
