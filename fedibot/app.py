@@ -89,6 +89,10 @@ class App:
         )
         rules = PromptRules.from_config(config.prompt, config.generator.models)
         self.campaigns: Any = None
+        if config.campaigns:
+            from fedibot.campaigns import CampaignManager
+
+            self.campaigns = CampaignManager(config, self.queue, self.db, clock=clock)
         self.replier = Replier(
             self.queue,
             self.adapters,
@@ -208,9 +212,8 @@ class App:
             from fedibot.fediseer_apply import sync_fediseer
 
             async def _sync() -> None:
-                outcome = await sync_fediseer(self.db, fediseer)
-                log.info("fediseer sync: %s", outcome.status)
-                self.policy.invalidate()
+                outcome = await sync_fediseer(self.db, fediseer, actor="scheduler")
+                log.info("fediseer sync: %s %s", outcome.status, outcome.error or "")
 
             self.scheduler.add_job(
                 _sync,

@@ -4,34 +4,12 @@ SQLAlchemy or Mastodon.py."""
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
-from collections.abc import Coroutine
 from typing import Any
 
 import click
 
-
-def load_config_or_exit(path: str | None = None) -> Any:
-    from fedibot.config import load_config
-    from fedibot.config_errors import ConfigError
-
-    ctx = click.get_current_context(silent=True)
-    if path is None and ctx is not None:
-        path = ctx.find_root().params.get("config")
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        click.echo(str(exc), err=True)
-        sys.exit(2)
-
-
-def run_async(coro: Coroutine[Any, Any, Any]) -> Any:
-    return asyncio.run(coro)
-
-
-def print_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, default=str, ensure_ascii=False))
+from fedibot.cli_common import load_config_or_exit, print_json, run_async
 
 
 def setup_logs(config: Any) -> None:
@@ -332,16 +310,11 @@ def _register_optional_groups() -> None:
 
     for command in (generate, try_cmd, doctor, login):
         main.add_command(command)
-    try:
-        from fedibot import cli_moderation
-    except ImportError:  # pragma: no cover - during development only
-        return
+    from fedibot import cli_moderation
+    from fedibot.cli_campaigns import campaigns
+
     for name in ("allowlist", "fediseer", "users", "quota", "audit"):
         main.add_command(getattr(cli_moderation, name))
-    try:
-        from fedibot.cli_campaigns import campaigns
-    except ImportError:
-        return
     main.add_command(campaigns)
 
 

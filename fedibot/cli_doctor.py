@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from fedibot.cli import load_config_or_exit, print_json
+from fedibot.cli_common import load_config_or_exit, print_json
 
 
 @click.command()

@@ -13,7 +13,8 @@ from typing import Any
 
 import click
 
-from fedibot.cli import load_config_or_exit, setup_logs
+from fedibot.cli import setup_logs
+from fedibot.cli_common import load_config_or_exit
 
 
 def _fail(message: str, code: int = 1) -> None:

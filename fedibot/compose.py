@@ -24,6 +24,9 @@ ERROR_SENTENCES = {
     "not_a_result": "'again' and 'delete' work as replies to one of my images.",
 }
 
+# Codes whose stored message is a generator internal (exception text, file paths).
+INTERNAL_ERROR_CODES = {"generation_failed", "model_unavailable", "safety_failed"}
+
 ZWSP = "\u200b"
 
 
@@ -105,6 +108,8 @@ def compose_result(
 def compose_error(job: Any, mention: Mention) -> OutgoingPost:
     """One short error reply, in the request's visibility (a DM stays a DM)."""
     message = job.error_message or ERROR_SENTENCES.get(job.error_code or "", "")
+    if job.error_code in INTERNAL_ERROR_CODES:  # the message is for the logs, not the user
+        message = ERROR_SENTENCES[job.error_code]
     if not message:
         message = "Sorry, I could not do that."
     return OutgoingPost(**_base_post(job, mention, message, "-error"))
@@ -115,30 +120,67 @@ def compose_text(job: Any, mention: Mention, text: str) -> OutgoingPost:
     return OutgoingPost(**_base_post(job, mention, text))
 
 
-def compose_campaign(job: Any, images: list[Any], in_reply_to_id: str | None) -> OutgoingPost:
-    """A campaign run's new status (or thread reply) with alt text on every image."""
+class _Blank(dict):  # type: ignore[type-arg]
+    """format_map() helper: an unknown {name} becomes empty instead of a KeyError."""
+
+    def __missing__(self, key: str) -> str:
+        return ""
+
+
+CAMPAIGN_ALT_TEXT = "AI-generated image. Prompt: {prompt}. Seed: {seed}."
+
+
+def compose_campaign(
+    job: Any,
+    images: list[Any],
+    in_reply_to_id: str | None,
+    *,
+    flagged_images: str = "sensitive",
+    flagged_spoiler_text: str = "AI image, may contain nudity",
+    blur: Any = None,
+) -> OutgoingPost:
+    """A campaign run's new status (or thread reply) with alt text on every image.
+
+    The job's params carry the rendered `text`, `spoiler_text`, `language` and `alt_text`
+    template. A flagged image is never posted unmarked: with `flagged_images` "sensitive" or
+    "blur" (a blurred copy via `blur(path) -> Path`) the post is sensitive and gets the CW;
+    with "withhold" the image is left out and the text says so.
+    """
     params = job.params or {}
-    alt_template = params.get("alt_text") or "AI-generated image. Prompt: {prompt}. Seed: {seed}."
-    media = tuple(
-        MediaItem(
-            path=Path(image.path),
-            alt_text=alt_template.format(prompt=job.prompt, seed=image.seed, model=job.model),
+    alt_template = params.get("alt_text") or CAMPAIGN_ALT_TEXT
+    media: list[MediaItem] = []
+    flagged = withheld = 0
+    for image in images:
+        path = Path(image.path)
+        if image.flagged:
+            flagged += 1
+            if flagged_images == "withhold":
+                withheld += 1
+                continue
+            if flagged_images == "blur" and blur is not None:
+                path = Path(blur(path))
+        alt = alt_template.format_map(
+            _Blank(
+                prompt=job.prompt,
+                seed=image.seed,
+                model=job.model,
+                negative=getattr(job, "negative_prompt", ""),
+            )
         )
-        for image in images
-        if not (image.flagged and params.get("flagged") == "withhold")
-    )
-    flagged = any(image.flagged for image in images)
-    spoiler = params.get("spoiler_text", "")
-    if flagged:
-        spoiler = f"{spoiler}; AI image, may contain nudity" if spoiler else (
-            "AI image, may contain nudity"
-        )
+        media.append(MediaItem(path=path, alt_text=alt))
+    text = params.get("text") or job.prompt
+    if withheld:
+        text += f"\n({withheld} image(s) withheld by the safety check.)"
+    spoiler = params.get("spoiler_text") or ""
+    marked = flagged > withheld  # a flagged image is in the post (as is or blurred)
+    if marked:
+        spoiler = f"{spoiler}; {flagged_spoiler_text}" if spoiler else flagged_spoiler_text
     return OutgoingPost(
-        text=params.get("text", job.prompt),
+        text=text,
         visibility=Visibility(job.visibility),
         in_reply_to_id=in_reply_to_id,
-        media=media,
-        sensitive=flagged or bool(params.get("sensitive")),
+        media=tuple(media),
+        sensitive=marked or bool(params.get("sensitive")),
         spoiler_text=spoiler,
         language=params.get("language"),
         idempotency_key=f"fedibot-job-{job.id}",

@@ -23,6 +23,7 @@ from pydantic import (
 
 from federation.lemmy_config import LemmyAccountConfig
 from federation.mastodon_config import MastodonAccountConfig
+from fedibot.campaign_config import CampaignConfig, check_campaigns
 from fedibot.config_errors import ConfigError, describe_validation_error
 from fedibot.policy_config import PolicyConfig, QuotaConfig
 from fedibot.prompt_config import PromptConfig, PromptFilterConfig
@@ -89,6 +90,13 @@ class RepliesConfig(BaseModel):
     )
     poll_seconds: float = Field(1.0, gt=0, le=60, description="how often the replier looks")
     concurrency: int = Field(4, ge=1, le=64, description="replies posted at the same time")
+    notify_wait_seconds: float = Field(
+        900.0,
+        ge=0,
+        le=86_400,
+        description="tell a requester once when the server's rate limit holds their images back"
+        " longer than this; 0 never tells",
+    )
 
 
 class ServerConfig(BaseModel):
@@ -126,6 +134,7 @@ class FedibotConfig(BaseModel):
     server: ServerConfig = Field(default_factory=ServerConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     accounts: list[AccountConfig] = Field(default_factory=list)
+    campaigns: list[CampaignConfig] = Field(default_factory=list)
 
     @model_validator(mode="before")
     @classmethod
@@ -148,6 +157,12 @@ class FedibotConfig(BaseModel):
                 f"generator.default_model = {self.generator.default_model!r}: must be one of "
                 f"the names in [generator.models]: {', '.join(sorted(self.generator.models))}"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _check_campaigns(self) -> FedibotConfig:
+        """Unique names, known accounts, models, styles and options (names the key)."""
+        check_campaigns(self)
         return self
 
     def account(self, name: str) -> MastodonAccountConfig | LemmyAccountConfig:

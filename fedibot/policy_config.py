@@ -44,8 +44,9 @@ class PolicyConfig(BaseModel):
     mode: Literal["open", "blocklist", "allowlist"] = Field(
         "blocklist",
         description=(
-            "open: everyone except banned users; blocklist: everyone except denied instances; "
-            "allowlist: only allowed instances (manual or Fediseer)"
+            "open: everyone except banned users and instances denied by hand; blocklist: "
+            "everyone except denied instances (manual or Fediseer); allowlist: only allowed "
+            "instances (manual or Fediseer)"
         ),
     )
     flagged_images: Literal["sensitive", "blur", "withhold"] = Field(
