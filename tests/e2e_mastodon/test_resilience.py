@@ -1,0 +1,164 @@
+"""Nothing lost, nothing doubled: a backlog made while the bot was down, a stream cut in
+the middle of a burst, a 429 on the status post, and the bot killed between uploading the
+images and posting the status."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from generator.service import GeneratorService
+from tests.e2e_mastodon.conftest import (
+    Apps,
+    HoldingMastodon,
+    app_config,
+    bot_statuses,
+    eventually,
+    raw_config,
+    replies_to,
+    settled,
+    to_toml,
+)
+from tests.e2e_mastodon.services import GatedService
+from tests.fixtures_path import REPO_ROOT
+
+
+def _answered_once(fake: HoldingMastodon, request_ids: list[str]) -> None:
+    answers = Counter(s["in_reply_to_id"] for s in bot_statuses(fake))
+    assert set(answers) == set(request_ids)
+    assert set(answers.values()) == {1}
+    assert fake.count("POST", "/api/v1/statuses") == len(request_ids)  # no second try at all
+
+
+async def test_200_mentions_made_while_the_bot_was_stopped_are_all_answered_once(
+    fake: HoldingMastodon, apps: Apps
+) -> None:
+    requests = [
+        fake.mention(f"user{i % 50}@remote{i % 7}.example", f"a small house number {i}")["id"]
+        for i in range(200)
+    ]
+    app = await apps.start()
+
+    await eventually(lambda: len(bot_statuses(fake)) >= 200, timeout=90)
+    stats = await settled(app, timeout=30)
+    assert stats["done"] == 200
+    _answered_once(fake, requests)
+    # Caught up page by page with the min_id cursor (80 per page), not one by one.
+    pages = [r for r in fake.requests if r.path == "/api/v1/notifications"]
+    assert 3 <= len(pages) < 20
+
+
+async def test_stream_dropped_mid_burst_loses_nothing(fake: HoldingMastodon, apps: Apps) -> None:
+    app = await apps.start(
+        accounts=[
+            {
+                "platform": "mastodon",
+                "name": "main",
+                "base_url": fake.base_url,
+                "access_token": fake.bot_token,
+                "catch_up_interval_seconds": 3600,
+            }
+        ]
+    )
+    await fake.wait_for_streams(1)
+    await eventually(lambda: fake.count("GET", "/api/v1/notifications") >= 2)  # start + connect
+
+    fake.drop_streams(after_events=5)  # the stream dies after the first 5 of the burst
+    dropped_at = time.time()
+    requests = [
+        fake.mention(f"user{i}@remote.example", f"a boat number {i}")["id"] for i in range(30)
+    ]
+
+    await eventually(lambda: len(bot_statuses(fake)) >= 30, timeout=40)
+    await settled(app)
+    _answered_once(fake, requests)
+    assert fake.stream_connects >= 2  # reconnected
+    # The 25 the stream never carried came from the catch-up after the reconnect.
+    assert any(r.path == "/api/v1/notifications" and r.at > dropped_at for r in fake.requests)
+
+
+async def test_429_with_a_reset_time_on_the_status_post_waits_then_succeeds(
+    fake: HoldingMastodon, apps: Apps, data_dir: Path
+) -> None:
+    service = GatedService(GeneratorService(app_config(data_dir, fake).generator))
+    requests = [
+        fake.mention(f"user{i}@remote.example", f"a comet number {i}")["id"] for i in range(3)
+    ]
+    app = await apps.start(service=service)
+    await eventually(service.waiting.is_set)
+
+    fake.exhaust("statuses", reset_in=3.0)  # Mastodon answers 429 with an ISO reset time
+    reset_at = fake.buckets["statuses"].reset_at
+    service.open()
+
+    await eventually(lambda: len(bot_statuses(fake)) >= 3, timeout=30)
+    await settled(app)
+    answers = Counter(s["in_reply_to_id"] for s in bot_statuses(fake))
+    assert set(answers) == set(requests) and set(answers.values()) == {1}
+    posts = [r for r in fake.requests if r.method == "POST" and r.path == "/api/v1/statuses"]
+    refused = [r for r in posts if r.status == 429]
+    accepted = [r for r in posts if r.status == 200]
+    assert refused, "the status post never met the limit"
+    assert len(accepted) == 3
+    assert all(r.at >= reset_at for r in accepted)  # it waited for the reset
+    # ... and did not hammer the server meanwhile: one refusal per job at most.
+    assert len(refused) <= 3
+    jobs = await app.queue.list_jobs()
+    assert {j.state for j in jobs} == {"done"}
+    assert all(j.reply_attempts >= 2 for j in jobs)  # each went back and came again
+
+
+@pytest.mark.parametrize("after_create", [False, True], ids=["before-status", "status-lost"])
+async def test_bot_killed_between_media_upload_and_status_post_replies_once_after_restart(
+    fake: HoldingMastodon, apps: Apps, data_dir: Path, tmp_path: Path, after_create: bool
+) -> None:
+    """A real `fedibot run` process is SIGKILLed while its status post is held open: either
+    before the server created the status, or after (the bot never got the answer)."""
+    raw = raw_config(data_dir, fake)
+    config_file = tmp_path / "config.toml"
+    config_file.write_text(to_toml(raw))
+    fake.hold_statuses(after_create=after_create)
+    request = fake.mention("alice@remote.example", "a kite over the sea --n 2")["id"]
+    log_file = (tmp_path / "bot.log").open("wb")
+    bot = subprocess.Popen(
+        [sys.executable, "-m", "fedibot", "run"],
+        cwd=REPO_ROOT,
+        env={**os.environ, "FEDIBOT_CONFIG": str(config_file)},
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        await eventually(lambda: fake.held >= 1 or bot.poll() is not None, timeout=60)
+        assert bot.poll() is None, (tmp_path / "bot.log").read_text()
+        assert fake.count("POST", "/api/v2/media") == 2  # both images are uploaded
+        os.kill(bot.pid, signal.SIGKILL)
+        await asyncio.to_thread(bot.wait, 10)
+    finally:
+        if bot.poll() is None:
+            bot.kill()
+        log_file.close()
+        fake.release()
+    assert len(bot_statuses(fake)) == (1 if after_create else 0)
+
+    # Restarted later: the dead process's 5-minute reply lease has run out by then.
+    app = await apps.start(clock=lambda: time.time() + 400)
+    await eventually(lambda: replies_to(fake, request) or None, timeout=30)
+    await settled(app)
+    [reply] = bot_statuses(fake)
+    assert reply["in_reply_to_id"] == request and len(reply["media_attachments"]) == 2
+    [job] = await app.queue.list_jobs()
+    assert (job.state, job.reply_remote_id) == ("done", reply["id"])
+    posts = [r for r in fake.requests if r.method == "POST" and r.path == "/api/v1/statuses"]
+    if after_create:  # found the reply it had posted; did not post or upload again
+        assert len(posts) == 1 and fake.count("POST", "/api/v2/media") == 2
+    else:
+        assert len(posts) == 2 and fake.count("POST", "/api/v2/media") == 4
+    assert {r.idempotency_key for r in posts} == {f"fedibot-job-{job.id}"}
