@@ -90,6 +90,13 @@ class RepliesConfig(BaseModel):
     )
     poll_seconds: float = Field(1.0, gt=0, le=60, description="how often the replier looks")
     concurrency: int = Field(4, ge=1, le=64, description="replies posted at the same time")
+    lease_seconds: float = Field(
+        60.0,
+        ge=5,
+        le=3600,
+        description="a reply in progress is held this long (renewed while posting); after a "
+        "crash it is retried once the lease runs out",
+    )
     notify_wait_seconds: float = Field(
         900.0,
         ge=0,

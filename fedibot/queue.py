@@ -269,7 +269,10 @@ class JobQueue:
                 .where(
                     jobs.c.id.in_(list(job_ids)),
                     jobs.c.lease_owner == worker_id,
-                    jobs.c.state.in_((JobState.GENERATING, JobState.REPLYING)),
+                    or_(
+                        jobs.c.state.in_((JobState.GENERATING, JobState.REPLYING)),
+                        jobs.c.reply_state == ReplyState.SENDING,
+                    ),
                 )
                 .values(lease_expires_at=expires)
             ).rowcount

@@ -63,12 +63,29 @@ class Replier:
                     await asyncio.wait_for(self._stop.wait(), timeout=poll)
 
     async def process_once(self) -> int:
+        lease = self.config.replies.lease_seconds
         rows = await self.queue.claim_replies(
-            self.worker_id, limit=self.config.replies.concurrency, lease_seconds=300
+            self.worker_id, limit=self.config.replies.concurrency, lease_seconds=lease
         )
         if rows:
-            await asyncio.gather(*(self._handle(row) for row in rows))
+            # A short lease (a crashed replier's jobs come back soon) kept alive while the
+            # posts take their time (uploads, media processing, rate-limit waits).
+            keepalive = asyncio.ensure_future(self._heartbeat([r.id for r in rows], lease))
+            try:
+                await asyncio.gather(*(self._handle(row) for row in rows))
+            finally:
+                keepalive.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await keepalive
         return len(rows)
+
+    async def _heartbeat(self, job_ids: list[int], lease: float) -> None:
+        while True:
+            await asyncio.sleep(lease / 3)
+            try:
+                await self.queue.heartbeat(self.worker_id, job_ids, lease)
+            except Exception:  # the next beat tries again; the lease covers two misses
+                log.warning("reply lease heartbeat failed", exc_info=True)
 
     async def _handle(self, row: Any) -> None:
         adapter = self.adapters.get(row.bot_account)

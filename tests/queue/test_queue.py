@@ -158,7 +158,9 @@ async def test_retryable_failure_backs_off_then_fails_with_error_reply(db):
     for attempt in (1, 2):
         (claimed,) = await queue.claim("w", max_batch=1)
         assert claimed.attempts == attempt
-        assert await queue.fail("w", job_id, "generation_failed", "boom", retryable=True) == "queued"
+        assert (
+            await queue.fail("w", job_id, "generation_failed", "boom", retryable=True) == "queued"
+        )
         assert await queue.claim("w", max_batch=1) == []  # backoff holds it
         row = await queue.get(job_id)
         assert row.not_before - clock.now >= 5 * attempt  # at least half of base·2^(n-1)
@@ -230,3 +232,26 @@ async def test_retention_purges_old_jobs_and_their_files(db, tmp_path: Path):
     assert not image.exists()
     assert await queue.get(old_id) is None
     assert await queue.get(fresh_id) is not None
+
+
+async def test_heartbeat_keeps_an_error_reply_lease(db):
+    clock = FakeClock()
+    queue = JobQueue(db, QueueSettings(clock=clock))
+    job_id = (
+        await queue.enqueue(
+            job(
+                "1",
+                state=JobState.REJECTED,
+                error_code="bad_option",
+                reply_state=ReplyState.PENDING,
+            )
+        )
+    ).job_id
+    (claimed,) = await queue.claim_replies("r", lease_seconds=30)
+    assert claimed.reply_state == ReplyState.SENDING
+    clock.advance(20)
+    assert await queue.heartbeat("r", [job_id], 30) == 1
+    clock.advance(20)
+    assert await queue.requeue_expired() == 0
+    assert await queue.reply_sent("r", job_id, "remote-9")
+    assert (await queue.get(job_id)).reply_state == ReplyState.SENT
