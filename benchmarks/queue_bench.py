@@ -21,13 +21,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
-from sqlalchemy import insert  # noqa: E402
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import insert
 
-from fedibot.db import Database  # noqa: E402
-from fedibot.migrate import upgrade  # noqa: E402
-from fedibot.queue import JobQueue, NewJob, QueueSettings, batch_key, jobs  # noqa: E402
+from fedibot.db import Database
+from fedibot.migrate import upgrade
+from fedibot.queue import JobQueue, NewJob, QueueSettings, batch_key, jobs
 
 REQUESTERS = 1000
 
@@ -86,6 +86,7 @@ async def bulk_backlog(db: Database, size: int) -> None:
         }
         for i in range(size)
     ]
+
     def _load(conn) -> None:  # type: ignore[no-untyped-def]
         for start in range(0, size, 5000):
             conn.execute(insert(jobs), rows[start : start + 5000])
@@ -168,9 +169,7 @@ async def main() -> None:
     args = parser.parse_args()
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        results["sqlite"] = await run_backend(
-            f"sqlite:///{tmp}/bench.db", args.backlog, args.ops
-        )
+        results["sqlite"] = await run_backend(f"sqlite:///{tmp}/bench.db", args.backlog, args.ops)
     if not args.no_postgres:
         url, ctx = await postgres_url()
         try:

@@ -36,9 +36,7 @@ class QueueWorkSource:
     async def claim(
         self, worker_id: str, max_batch: int, lease_seconds: float
     ) -> list[GenerationRequest]:
-        rows = await self.queue.claim(
-            worker_id, max_batch, lease_seconds, max_images=max_batch
-        )
+        rows = await self.queue.claim(worker_id, max_batch, lease_seconds, max_images=max_batch)
         return [request_from_row(row) for row in rows]
 
     async def heartbeat(self, worker_id: str, job_ids: list[int], lease_seconds: float) -> None:

@@ -153,7 +153,10 @@ class FediseerClient:
         return _entries(items, "hesitation_reasons")
 
     async def approvals_domains(
-        self, domains: Sequence[str], *, min_endorsements: int | None = None,
+        self,
+        domains: Sequence[str],
+        *,
+        min_endorsements: int | None = None,
         reasons: Sequence[str] = (),
     ) -> list[str]:
         """Just the endorsed domains (`domains=true`; never `csv`, never a false flag)."""

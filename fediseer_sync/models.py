@@ -64,10 +64,9 @@ class TrustDecision:
 
     def explain(self) -> str:
         """One human sentence, for `allowlist show`."""
+
         def fmt(by: Mapping[str, Reasons]) -> str:
-            return ", ".join(
-                f"{d} ({'; '.join(r)})" if r else d for d, r in sorted(by.items())
-            )
+            return ", ".join(f"{d} ({'; '.join(r)})" if r else d for d, r in sorted(by.items()))
 
         if self.allowed:
             text = f"allowed: endorsed by {fmt({d: self.endorsed_by[d] for d in self.decided_by})}"

@@ -1,4 +1,5 @@
-"""Where the recorded traffic lives: ../shared/fixtures beside the checkout, or $FEDIBOT_FIXTURES."""
+"""Where the recorded traffic lives: ../shared/fixtures beside the checkout (or
+$FEDIBOT_FIXTURES)."""
 
 from __future__ import annotations
 

@@ -131,13 +131,15 @@ class TrustGraph:
             self.received[endorsed] -= 1
             self._changed()
 
-    def censure(self, censuring: str, censured: str, reason: str | None = None,
-                evidence: str | None = None) -> None:
+    def censure(
+        self, censuring: str, censured: str, reason: str | None = None, evidence: str | None = None
+    ) -> None:
         self.censures.setdefault(censuring, {})[censured] = Judgement(reason, evidence)
         self._changed()
 
-    def hesitate(self, hesitating: str, target: str, reason: str | None = None,
-                 evidence: str | None = None) -> None:
+    def hesitate(
+        self, hesitating: str, target: str, reason: str | None = None, evidence: str | None = None
+    ) -> None:
         self.hesitations.setdefault(hesitating, {})[target] = Judgement(reason, evidence)
         self._changed()
 
@@ -187,13 +189,25 @@ class TrustGraph:
         g.add("fediseer.com", id=0, claimed=1)
         g.roots.add("fediseer.com")
         g.add("alpha.example", id=1, claimed=1, guarantor="fediseer.com", tags=["anarchism"])
-        g.add("beta.example", id=2, software="mastodon", version="4.2.8", claimed=1,
-              email_verify=None, guarantor="alpha.example")
+        g.add(
+            "beta.example",
+            id=2,
+            software="mastodon",
+            version="4.2.8",
+            claimed=1,
+            email_verify=None,
+            guarantor="alpha.example",
+        )
         g.add("gamma.example", id=3, claimed=1, guarantor="alpha.example")
         g.add("delta.example", id=4, software="piefed", version="1.0", email_verify=None)
         g.add("spam.example", id=5, version="0.18.0")
-        g.add("private.example", id=6, claimed=1, guarantor="beta.example",
-              visibility_endorsements=PRIVATE)
+        g.add(
+            "private.example",
+            id=6,
+            claimed=1,
+            guarantor="beta.example",
+            visibility_endorsements=PRIVATE,
+        )
         g.endorse("alpha.example", "beta.example", "well moderated")
         g.endorse("alpha.example", "gamma.example")
         g.endorse("beta.example", "gamma.example", "friendly admins")
@@ -228,14 +242,24 @@ class TrustGraph:
         trusted = [f"trusted{j}.example" for j in range(n_trusted)]
         for domain in trusted:
             g.add(domain, claimed=1, guarantor="fediseer.com")
-        softwares = [("lemmy", "0.19.3"), ("mastodon", "4.2.8"), ("piefed", "1.0"),
-                     ("gotosocial", "0.16.0"), ("akkoma", "3.13.2")]
+        softwares = [
+            ("lemmy", "0.19.3"),
+            ("mastodon", "4.2.8"),
+            ("piefed", "1.0"),
+            ("gotosocial", "0.16.0"),
+            ("akkoma", "3.13.2"),
+        ]
         others = [f"i{k:05d}.example" for k in range(n_instances)]
         for domain in others:
             software, version = rng.choice(softwares)
             guaranteed = rng.random() < guaranteed_share
-            g.add(domain, software=software, version=version, claimed=int(guaranteed),
-                  guarantor=rng.choice(trusted) if guaranteed else None)
+            g.add(
+                domain,
+                software=software,
+                version=version,
+                claimed=int(guaranteed),
+                guarantor=rng.choice(trusted) if guaranteed else None,
+            )
         e_reasons = ["well moderated", "friendly admins", "active community", None, None]
         c_reasons = ["spam", "spam,csam", "harassment", "csam", None]
         h_reasons = ["lax moderation", "slow to act", None]
@@ -329,8 +353,9 @@ class FakeFediseer:
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         self._closing = asyncio.Event()
-        self._runner = web.AppRunner(self.app, access_log=None, handler_cancellation=True,
-                                     shutdown_timeout=1.0)
+        self._runner = web.AppRunner(
+            self.app, access_log=None, handler_cancellation=True, shutdown_timeout=1.0
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port, shutdown_timeout=1.0)
         await site.start()
@@ -387,25 +412,34 @@ class FakeFediseer:
         return {
             "content-type": "application/json",
             "etag": hashlib.sha1(body).hexdigest(),
-            "retry-after": str(int(retry_after) if float(retry_after).is_integer()
-                               else retry_after),
+            "retry-after": str(
+                int(retry_after) if float(retry_after).is_integer() else retry_after
+            ),
             "x-ratelimit-limit": str(limit),
             "x-ratelimit-remaining": str(max(0, limit - used)),
             "x-ratelimit-reset": str(int(time.time()) + 60),
         }
 
-    def _json(self, endpoint: str, status: int, body: dict, retry_after: float | int = 60
-              ) -> web.Response:
+    def _json(
+        self, endpoint: str, status: int, body: dict, retry_after: float | int = 60
+    ) -> web.Response:
         raw = json.dumps(body, separators=(",", ":")).encode()
-        return web.Response(status=status, body=raw,
-                            headers=self._headers(endpoint, raw, retry_after))
+        return web.Response(
+            status=status, body=raw, headers=self._headers(endpoint, raw, retry_after)
+        )
 
     async def _serve(self, request: web.Request, endpoint: str, build: Any) -> web.Response:
         now = time.monotonic()
-        self.received.append(ReceivedRequest(
-            request.method, request.path, endpoint, tuple(request.query.items()),
-            CIMultiDict(request.headers), now,
-        ))
+        self.received.append(
+            ReceivedRequest(
+                request.method,
+                request.path,
+                endpoint,
+                tuple(request.query.items()),
+                CIMultiDict(request.headers),
+                now,
+            )
+        )
         window = [t for t in self._windows.get(endpoint, []) if now - t < 60]
         window.append(now)
         self._windows[endpoint] = window
@@ -416,8 +450,9 @@ class FakeFediseer:
                 return answer
         if self.enforce_rate_limits and len(window) > RATE_LIMITS[endpoint]:
             wait = max(1, int(60 - (now - window[0])))
-            return self._json(endpoint, 429,
-                              {"message": f"{RATE_LIMITS[endpoint]} per 1 minute"}, wait)
+            return self._json(
+                endpoint, 429, {"message": f"{RATE_LIMITS[endpoint]} per 1 minute"}, wait
+            )
         key = request.path_qs
         cached = self._cache.get(key)
         if cached is not None and cached[0] > now:
@@ -431,8 +466,9 @@ class FakeFediseer:
             self._cache[key] = (now + self.cache_ttl, raw)
         return web.Response(status=200, body=raw, headers=self._headers(endpoint, raw))
 
-    async def _failure(self, request: web.Request, endpoint: str, failure: Failure
-                       ) -> web.Response | None:
+    async def _failure(
+        self, request: web.Request, endpoint: str, failure: Failure
+    ) -> web.Response | None:
         if failure.times is not None:
             if failure.times <= 0:
                 return None
@@ -443,8 +479,11 @@ class FakeFediseer:
                 await asyncio.wait_for(self._closing.wait(), failure.delay)
             return None
         if mode == "garbage":
-            return web.Response(status=200, text="<html><body>502 Bad Gateway</body></html>",
-                                content_type="text/html")
+            return web.Response(
+                status=200,
+                text="<html><body>502 Bad Gateway</body></html>",
+                content_type="text/html",
+            )
         status = int(mode)
         messages = {
             401: MSG_BAD_KEY,
@@ -466,13 +505,13 @@ class FakeFediseer:
             raise _Answer(401, MSG_BAD_KEY)
         return inst
 
-    def _references(self, request: web.Request, endpoint: str, visibility_attr: str,
-                    what: str, min_name: str) -> tuple[list[FakeInstance], int]:
+    def _references(
+        self, request: web.Request, endpoint: str, visibility_attr: str, what: str, min_name: str
+    ) -> tuple[list[FakeInstance], int]:
         """Checks in the real server's order: apikey, registered, min, visibility."""
         requester = self._requester(request)
         names = [d.strip().lower() for d in request.match_info["domains"].split(",")]
-        found = [self.graph.instances[d] for d in dict.fromkeys(names)
-                 if d in self.graph.instances]
+        found = [self.graph.instances[d] for d in dict.fromkeys(names) if d in self.graph.instances]
         if not found:
             raise _Answer(404, MSG_NOT_FOUND.format(uri=request.path, endpoint=endpoint))
         minimum = _int_arg(request.query, min_name, 1)
@@ -481,9 +520,13 @@ class FakeFediseer:
         visible = []
         for inst in sorted(found, key=lambda i: i.id):
             vis = getattr(inst, visibility_attr)
-            if vis == ENDORSED and (requester is None or (
+            if vis == ENDORSED and (
+                requester is None
+                or (
                     requester is not inst
-                    and not self.graph.is_endorsing(inst.domain, requester.domain))):
+                    and not self.graph.is_endorsing(inst.domain, requester.domain)
+                )
+            ):
                 continue
             if vis == PRIVATE and requester is not inst:
                 continue
@@ -499,7 +542,7 @@ class FakeFediseer:
         if cap == WHITELIST_CAP and limit > cap:
             raise _Answer(400, f"limit cannot be more than {cap}")
         limit = max(1, min(limit, cap))
-        return items[(page - 1) * limit: page * limit]
+        return items[(page - 1) * limit : page * limit]
 
     @staticmethod
     def _full(request: web.Request) -> bool:
@@ -507,8 +550,9 @@ class FakeFediseer:
         return not (_truthy(request.query.get("csv")) or _truthy(request.query.get("domains")))
 
     @staticmethod
-    def _shape(request: web.Request, domains: list[str], items: list[str], total: int | None
-               ) -> bytes:
+    def _shape(
+        request: web.Request, domains: list[str], items: list[str], total: int | None
+    ) -> bytes:
         """The body: `items` are JSON objects already serialised (one per domain)."""
         tail = "" if total is None else f',"total":{total}'
         if _truthy(request.query.get("csv")):
@@ -533,8 +577,9 @@ class FakeFediseer:
         return await self._serve(request, "approvals", self._build_approvals)
 
     def _build_approvals(self, request: web.Request) -> bytes:
-        refs, minimum = self._references(request, "approvals", "visibility_endorsements",
-                                         "endorsements", "min_endorsements")
+        refs, minimum = self._references(
+            request, "approvals", "visibility_endorsements", "endorsements", "min_endorsements"
+        )
         rows = [self.graph.endorsements.get(r.domain, {}) for r in refs]
         total = sum(len(r) for r in rows)
         targets = sorted({d for r in rows for d in r})
@@ -548,22 +593,24 @@ class FakeFediseer:
             domains.append(domain)
             if full:
                 given = json.dumps([r for r in reasons if r is not None])
-                items.append(f'{{"endorsement_reasons":{given},'
-                             f"{self.graph.details_json(domain)}}}")
+                items.append(f'{{"endorsement_reasons":{given},{self.graph.details_json(domain)}}}')
         return self._shape(request, domains, items, total)
 
     async def _censures_given(self, request: web.Request) -> web.Response:
-        return await self._serve(request, "censures_given",
-                                 lambda r: self._build_judgements(r, "censure"))
+        return await self._serve(
+            request, "censures_given", lambda r: self._build_judgements(r, "censure")
+        )
 
     async def _hesitations_given(self, request: web.Request) -> web.Response:
-        return await self._serve(request, "hesitations_given",
-                                 lambda r: self._build_judgements(r, "hesitation"))
+        return await self._serve(
+            request, "hesitations_given", lambda r: self._build_judgements(r, "hesitation")
+        )
 
     def _build_judgements(self, request: web.Request, kind: str) -> bytes:
         endpoint = f"{kind}s_given"
-        refs, minimum = self._references(request, endpoint, f"visibility_{kind}s", f"{kind}s",
-                                         f"min_{kind}s")
+        refs, minimum = self._references(
+            request, endpoint, f"visibility_{kind}s", f"{kind}s", f"min_{kind}s"
+        )
         table = self.graph.censures if kind == "censure" else self.graph.hesitations
         rows = [table.get(r.domain, {}) for r in refs]
         total = sum(len(r) for r in rows)
@@ -580,12 +627,15 @@ class FakeFediseer:
                 continue
             reasons = [j.reason for j in judgements if j.reason]
             evidence = [j.evidence for j in judgements if j.evidence]
-            head = json.dumps({
-                f"{kind}_reasons": reasons or None,
-                f"{kind}_evidence": evidence if reasons else None,
-                "rebuttal": None,
-                f"{kind}_count": len(judgements),
-            }, separators=(",", ":"))[:-1]
+            head = json.dumps(
+                {
+                    f"{kind}_reasons": reasons or None,
+                    f"{kind}_evidence": evidence if reasons else None,
+                    "rebuttal": None,
+                    f"{kind}_count": len(judgements),
+                },
+                separators=(",", ":"),
+            )[:-1]
             details = self.graph.details_json(domain, without_censure_reasons=kind == "censure")
             items.append(f"{head},{details}}}")
         return self._shape(request, domains, items, total)
@@ -596,8 +646,11 @@ class FakeFediseer:
     def _build_whitelist(self, request: web.Request) -> bytes:
         self._requester(request)
         guaranteed = sorted(
-            (i for i in self.graph.instances.values()
-             if i.guarantor is not None or i.domain in self.graph.roots),
+            (
+                i
+                for i in self.graph.instances.values()
+                if i.guarantor is not None or i.domain in self.graph.roots
+            ),
             key=lambda i: -i.id,
         )
         min_endorsements = _int_arg(request.query, "endorsements", 0)
@@ -608,19 +661,25 @@ class FakeFediseer:
             if self.graph.received.get(domain, 0) < min_endorsements:
                 continue
             domains.append(domain)
-            head = json.dumps({
-                "visibility_endorsements": inst.visibility_endorsements,
-                "visibility_censures": inst.visibility_censures,
-                "visibility_hesitations": inst.visibility_hesitations,
-                "flags": [],
-            }, separators=(",", ":"))[:-1]
+            head = json.dumps(
+                {
+                    "visibility_endorsements": inst.visibility_endorsements,
+                    "visibility_censures": inst.visibility_censures,
+                    "visibility_hesitations": inst.visibility_hesitations,
+                    "flags": [],
+                },
+                separators=(",", ":"),
+            )[:-1]
             items.append(f"{head},{self.graph.details_json(domain)}}}")
         return self._shape(request, domains, items, len(guaranteed))
 
 
 async def _serve_forever(args: argparse.Namespace) -> None:
-    graph = (TrustGraph.generate(args.generate, n_trusted=args.trusted, seed=args.seed)
-             if args.generate else TrustGraph.fixture())
+    graph = (
+        TrustGraph.generate(args.generate, n_trusted=args.trusted, seed=args.seed)
+        if args.generate
+        else TrustGraph.fixture()
+    )
     fake = FakeFediseer(graph, cache_ttl=args.cache_ttl)
     base_url = await fake.start(args.host, args.port)
     print(f"READY {base_url} {','.join(graph.trusted)}", flush=True)
@@ -634,8 +693,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--generate", type=int, default=0, metavar="N",
-                        help="serve a generated graph of N instances (default: the fixture graph)")
+    parser.add_argument(
+        "--generate",
+        type=int,
+        default=0,
+        metavar="N",
+        help="serve a generated graph of N instances (default: the fixture graph)",
+    )
     parser.add_argument("--trusted", type=int, default=5, help="trusted instances when generating")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--cache-ttl", type=float, default=10.0)

@@ -182,8 +182,7 @@ class FakeMastodon:
         # Simulates a broken server that ignores the requested visibility (None: honour it).
         self.visibility_override: str | None = None
         self.instance_v2_supported = instance_v2_supported
-        bucket_specs = {"api": (300, 300.0), "statuses": (300, 3 * 3600.0),
-                        "media": (30, 1800.0)}
+        bucket_specs = {"api": (300, 300.0), "statuses": (300, 3 * 3600.0), "media": (30, 1800.0)}
         bucket_specs.update(limits or {})
         self.buckets = {name: _Bucket(lim, per) for name, (lim, per) in bucket_specs.items()}
 
@@ -273,19 +272,21 @@ class FakeMastodon:
         account_id = self._next_id()
         profile = f"https://{domain}/@{username}" if not is_local else f"/@{username}"
         account = copy.deepcopy(templates()["account"])
-        account.update({
-            "id": account_id,
-            "username": username,
-            "acct": username if is_local else f"{username}@{domain}",
-            "display_name": display_name,
-            "bot": bot,
-            "note": f"<p>{html.escape(note)}</p>" if note else "",
-            "url": profile,
-            "uri": profile.replace("/@", "/users/"),
-            "created_at": "2026-08-01T00:00:00.000Z",
-            "statuses_count": 0,
-            "roles": [],
-        })
+        account.update(
+            {
+                "id": account_id,
+                "username": username,
+                "acct": username if is_local else f"{username}@{domain}",
+                "display_name": display_name,
+                "bot": bot,
+                "note": f"<p>{html.escape(note)}</p>" if note else "",
+                "url": profile,
+                "uri": profile.replace("/@", "/users/"),
+                "created_at": "2026-08-01T00:00:00.000Z",
+                "statuses_count": 0,
+                "roles": [],
+            }
+        )
         self.accounts[account_id] = account
         self._by_acct[full] = account_id
         if followed:
@@ -319,11 +320,19 @@ class FakeMastodon:
         def mention_html(account_id: str) -> str:
             acc = self._account_json(account_id)
             if not any(m["id"] == account_id for m in mentions):
-                mentions.append({"id": account_id, "username": acc["username"],
-                                 "url": acc["url"], "acct": acc["acct"]})
-            return (f'<span class="h-card" translate="no"><a href="{acc["url"]}" '
-                    f'class="u-url mention">@<span>{html.escape(acc["username"])}</span>'
-                    f"</a></span>")
+                mentions.append(
+                    {
+                        "id": account_id,
+                        "username": acc["username"],
+                        "url": acc["url"],
+                        "acct": acc["acct"],
+                    }
+                )
+            return (
+                f'<span class="h-card" translate="no"><a href="{acc["url"]}" '
+                f'class="u-url mention">@<span>{html.escape(acc["username"])}</span>'
+                f"</a></span>"
+            )
 
         def replace(match: re.Match[str]) -> str:
             username, domain = match.group(1), match.group(2)
@@ -335,8 +344,10 @@ class FakeMastodon:
 
         def tag(match: re.Match[str]) -> str:
             name = match.group(1)
-            return (f'<a href="{self.base_url}/tags/{name.lower()}" class="mention hashtag" '
-                    f'rel="tag">#<span>{name}</span></a>')
+            return (
+                f'<a href="{self.base_url}/tags/{name.lower()}" class="mention hashtag" '
+                f'rel="tag">#<span>{name}</span></a>'
+            )
 
         prefix = "".join(mention_html(i) + " " for i in mention_ids)
         marked = _MENTION_RE.sub(replace, text)
@@ -371,27 +382,33 @@ class FakeMastodon:
         content, mentions = ("", []) if reblog else self._render(text, list(leading_mentions))
         parent = self.statuses.get(in_reply_to_id) if in_reply_to_id else None
         status = copy.deepcopy(templates()["status"])
-        status.update({
-            "id": status_id,
-            "created_at": iso(now),
-            "in_reply_to_id": in_reply_to_id,
-            "in_reply_to_account_id": parent["account"]["id"] if parent else None,
-            "sensitive": bool(sensitive or spoiler_text),
-            "spoiler_text": spoiler_text,
-            "visibility": visibility,
-            "language": language,
-            "uri": f"{author['uri']}/statuses/{status_id}",
-            "url": f"{author['url']}/{status_id}",
-            "edited_at": None,
-            "content": content,
-            "reblog": reblog,
-            "account": author,
-            "media_attachments": [self._media_json(self.media[m]) for m in media_ids],
-            "mentions": mentions,
-            "tags": [{"name": t.lower(), "url": f"{self.base_url}/tags/{t.lower()}"}
-                     for t in _HASHTAG_RE.findall(text)] if not reblog else [],
-            "application": {"name": "fake client", "website": None},
-        })
+        status.update(
+            {
+                "id": status_id,
+                "created_at": iso(now),
+                "in_reply_to_id": in_reply_to_id,
+                "in_reply_to_account_id": parent["account"]["id"] if parent else None,
+                "sensitive": bool(sensitive or spoiler_text),
+                "spoiler_text": spoiler_text,
+                "visibility": visibility,
+                "language": language,
+                "uri": f"{author['uri']}/statuses/{status_id}",
+                "url": f"{author['url']}/{status_id}",
+                "edited_at": None,
+                "content": content,
+                "reblog": reblog,
+                "account": author,
+                "media_attachments": [self._media_json(self.media[m]) for m in media_ids],
+                "mentions": mentions,
+                "tags": [
+                    {"name": t.lower(), "url": f"{self.base_url}/tags/{t.lower()}"}
+                    for t in _HASHTAG_RE.findall(text)
+                ]
+                if not reblog
+                else [],
+                "application": {"name": "fake client", "website": None},
+            }
+        )
         status["_text"] = text  # source text (served as "text" on delete), stripped on output
         self.statuses[status_id] = status
         self.accounts[author_id]["statuses_count"] += 1
@@ -404,28 +421,32 @@ class FakeMastodon:
 
     def _media_json(self, media: FakeMedia) -> dict[str, Any]:
         body = copy.deepcopy(templates()["media_image"])
-        path = "/".join(media.id[i:i + 3] for i in range(0, len(media.id), 3))
+        path = "/".join(media.id[i : i + 3] for i in range(0, len(media.id), 3))
         url = f"{self.base_url}/system/media_attachments/files/{path}/original/{media.id}.png"
-        body.update({
-            "id": media.id,
-            "url": url if media.polls_left <= 0 else None,
-            "preview_url": url.replace("/original/", "/small/"),
-            "description": media.description,
-        })
+        body.update(
+            {
+                "id": media.id,
+                "url": url if media.polls_left <= 0 else None,
+                "preview_url": url.replace("/original/", "/small/"),
+                "description": media.description,
+            }
+        )
         return body
 
     def _notification_json(self, n: _Notification) -> dict[str, Any] | None:
         if n.status_id is not None and n.status_id not in self.statuses:
             return None  # the status was deleted: so is the notification
         body = copy.deepcopy(templates()["notification"])
-        body.update({
-            "id": n.id,
-            "type": n.type,
-            "created_at": iso(n.created_at),
-            "group_key": f"ungrouped-{n.id}",
-            "account": self._account_json(n.account_id),
-            "status": self._status_json(self.statuses[n.status_id]) if n.status_id else None,
-        })
+        body.update(
+            {
+                "id": n.id,
+                "type": n.type,
+                "created_at": iso(n.created_at),
+                "group_key": f"ungrouped-{n.id}",
+                "account": self._account_json(n.account_id),
+                "status": self._status_json(self.statuses[n.status_id]) if n.status_id else None,
+            }
+        )
         if n.status_id is None:
             body.pop("status", None)
         return body
@@ -435,8 +456,13 @@ class FakeMastodon:
     def notify(self, type_: str, from_acct: str, status_id: str | None = None) -> dict[str, Any]:
         """Create a notification for the bot and push it on open streams."""
         self._notification_seq += 1
-        n = _Notification(str(self._notification_seq), type_, self.account(from_acct)["id"],
-                          status_id, time.time())
+        n = _Notification(
+            str(self._notification_seq),
+            type_,
+            self.account(from_acct)["id"],
+            status_id,
+            time.time(),
+        )
         self.notifications.append(n)
         body = self._notification_json(n)
         assert body is not None
@@ -458,8 +484,13 @@ class FakeMastodon:
         renders "@bot text"); the bot gets a mention notification, pushed on open streams."""
         author_id = self.account(from_acct)["id"]
         status = self._new_status(
-            author_id, text, visibility=visibility, in_reply_to_id=in_reply_to_id,
-            spoiler_text=spoiler_text, sensitive=sensitive, language=language,
+            author_id,
+            text,
+            visibility=visibility,
+            in_reply_to_id=in_reply_to_id,
+            spoiler_text=spoiler_text,
+            sensitive=sensitive,
+            language=language,
             leading_mentions=[self.bot["id"]],
         )
         if author_id in self._following and visibility != "direct":
@@ -535,8 +566,9 @@ class FakeMastodon:
         """The next `times` requests whose path matches the regex answer `status`."""
         if body is None:
             body = {"error": "Too many requests" if status == 429 else "Injected failure"}
-        self._failures.append(_Failure(re.compile(path_pattern), method, status,
-                                       dict(headers or {}), body, times))
+        self._failures.append(
+            _Failure(re.compile(path_pattern), method, status, dict(headers or {}), body, times)
+        )
 
     def exhaust(self, bucket: str, reset_in: float) -> None:
         """Spend a rate-limit bucket ("api", "statuses", "media") until `reset_in` s from now."""
@@ -545,8 +577,9 @@ class FakeMastodon:
         b.reset_at = time.time() + reset_in
 
     def count(self, method: str, path_prefix: str) -> int:
-        return sum(1 for r in self.requests
-                   if r.method == method and r.path.startswith(path_prefix))
+        return sum(
+            1 for r in self.requests if r.method == method and r.path.startswith(path_prefix)
+        )
 
     def issue_code(self, acct: str | None = None) -> str:
         """An OAuth code as the authorisation page would show it (for the bot by default)."""
@@ -559,8 +592,10 @@ class FakeMastodon:
     def _bucket_for(self, request: web.Request) -> _Bucket:
         if request.method == "POST" and request.path.rstrip("/") == "/api/v1/statuses":
             return self.buckets["statuses"]
-        if request.method == "POST" and request.path.rstrip("/") in ("/api/v2/media",
-                                                                      "/api/v1/media"):
+        if request.method == "POST" and request.path.rstrip("/") in (
+            "/api/v2/media",
+            "/api/v1/media",
+        ):
             return self.buckets["media"]
         return self.buckets["api"]
 
@@ -574,9 +609,11 @@ class FakeMastodon:
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
         record = RecordedRequest(
-            request.method, request.path,
+            request.method,
+            request.path,
             {k: request.query.getall(k) for k in request.query},
-            request.headers.get("Idempotency-Key"), time.time(),
+            request.headers.get("Idempotency-Key"),
+            time.time(),
         )
         self.requests.append(record)
         if request.path.startswith("/api/v1/streaming"):
@@ -584,16 +621,22 @@ class FakeMastodon:
         now = time.time()
         bucket = self._bucket_for(request)
         bucket.refresh(now)
-        base = {"cache-control": "private, no-store", "vary": "Authorization, Origin",
-                "x-request-id": str(uuid.uuid4())}
+        base = {
+            "cache-control": "private, no-store",
+            "vary": "Authorization, Origin",
+            "x-request-id": str(uuid.uuid4()),
+        }
         response: web.StreamResponse
         failure = self._take_failure(request)
         if failure is not None:
             headers = {**base, **self._ratelimit_headers(bucket), **failure.headers}
             response = web.json_response(failure.body, status=failure.status, headers=headers)
         elif bucket.remaining <= 0:
-            response = web.json_response({"error": "Too many requests"}, status=429,
-                                         headers={**base, **self._ratelimit_headers(bucket)})
+            response = web.json_response(
+                {"error": "Too many requests"},
+                status=429,
+                headers={**base, **self._ratelimit_headers(bucket)},
+            )
         else:
             bucket.remaining -= 1
             try:
@@ -703,22 +746,29 @@ class FakeMastodon:
 
     async def _oauth_info(self, request: web.Request) -> web.Response:
         base = self.base_url
-        return web.json_response({
-            "issuer": base + "/",
-            "service_documentation": "https://docs.joinmastodon.org/",
-            "authorization_endpoint": base + "/oauth/authorize",
-            "token_endpoint": base + "/oauth/token",
-            "app_registration_endpoint": base + "/api/v1/apps",
-            "revocation_endpoint": base + "/oauth/revoke",
-            "scopes_supported": ["read", "write", "follow", "push"],
-            "response_types_supported": ["code"],
-            "response_modes_supported": ["query", "fragment", "form_post"],
-            "code_challenge_methods_supported": ["S256"],
-            "grant_types_supported": ["authorization_code", "client_credentials",
-                                      "refresh_token"],
-            "token_endpoint_auth_methods_supported": ["client_secret_basic",
-                                                      "client_secret_post"],
-        })
+        return web.json_response(
+            {
+                "issuer": base + "/",
+                "service_documentation": "https://docs.joinmastodon.org/",
+                "authorization_endpoint": base + "/oauth/authorize",
+                "token_endpoint": base + "/oauth/token",
+                "app_registration_endpoint": base + "/api/v1/apps",
+                "revocation_endpoint": base + "/oauth/revoke",
+                "scopes_supported": ["read", "write", "follow", "push"],
+                "response_types_supported": ["code"],
+                "response_modes_supported": ["query", "fragment", "form_post"],
+                "code_challenge_methods_supported": ["S256"],
+                "grant_types_supported": [
+                    "authorization_code",
+                    "client_credentials",
+                    "refresh_token",
+                ],
+                "token_endpoint_auth_methods_supported": [
+                    "client_secret_basic",
+                    "client_secret_post",
+                ],
+            }
+        )
 
     async def _create_app(self, request: web.Request) -> web.Response:
         form = await self._form(request)
@@ -745,16 +795,24 @@ class FakeMastodon:
         account_id = self.oauth_codes.pop(str(form.get("code")), None)
         if form.get("grant_type") != "authorization_code" or account_id is None:
             return web.json_response(
-                {"error": "invalid_grant", "error_description": "The provided authorization "
-                 "grant is invalid, expired, revoked, does not match the redirection URI used "
-                 "in the authorization request, or was issued to another client."},
+                {
+                    "error": "invalid_grant",
+                    "error_description": "The provided authorization "
+                    "grant is invalid, expired, revoked, does not match the redirection URI used "
+                    "in the authorization request, or was issued to another client.",
+                },
                 status=400,
             )
         token = uuid.uuid4().hex
         self.tokens[token] = account_id
-        return web.json_response({"access_token": token, "token_type": "Bearer",
-                                  "scope": form.get("scope", "read"),
-                                  "created_at": int(time.time())})
+        return web.json_response(
+            {
+                "access_token": token,
+                "token_type": "Bearer",
+                "scope": form.get("scope", "read"),
+                "created_at": int(time.time()),
+            }
+        )
 
     async def _verify_credentials(self, request: web.Request) -> web.Response:
         account_id = self._auth(request)
@@ -810,8 +868,11 @@ class FakeMastodon:
             limit = max(1, min(80, int(q.get("limit", "40"))))
         except ValueError:
             limit = 40
-        items = [n for n in self.notifications
-                 if (not types or n.type in types) and n.type not in excluded]
+        items = [
+            n
+            for n in self.notifications
+            if (not types or n.type in types) and n.type not in excluded
+        ]
         items = [n for n in items if n.status_id is None or n.status_id in self.statuses]
         key = int  # notification ids are integers in strings
 
@@ -862,14 +923,22 @@ class FakeMastodon:
             description = str(description)
             limit = self.description_limit or 1500
             if len(description) > limit:
-                return self._error(422, f"Validation failed: Description is too long "
-                                        f"(maximum is {limit} characters)")
+                return self._error(
+                    422,
+                    f"Validation failed: Description is too long (maximum is {limit} characters)",
+                )
         if len(data) > self.image_size_limit:
-            return self._error(422, "Validation failed: File file size must be less than "
-                                    f"{self.image_size_limit} Bytes")
+            return self._error(
+                422,
+                "Validation failed: File file size must be less than "
+                f"{self.image_size_limit} Bytes",
+            )
         media = FakeMedia(
-            id=self._next_id(), description=description, size=len(data),
-            mime_type=upload.content_type, file_name=upload.filename,
+            id=self._next_id(),
+            description=description,
+            size=len(data),
+            mime_type=upload.content_type,
+            file_name=upload.filename,
             polls_left=self.media_polls_before_ready,
         )
         self.media[media.id] = media
@@ -910,26 +979,33 @@ class FakeMastodon:
         if not text.strip() and not media_ids:
             return self._error(422, "Validation failed: Text can't be blank")
         if len(text) + len(spoiler) > self.max_characters:
-            return self._error(422, "Validation failed: Text character limit of "
-                                    f"{self.max_characters} exceeded")
+            return self._error(
+                422, f"Validation failed: Text character limit of {self.max_characters} exceeded"
+            )
         if len(media_ids) > self.max_media_attachments:
             return self._error(422, "Validation failed: Media attachments are too many")
         for media_id in media_ids:
             media = self.media.get(media_id)
             if media is None or media.status_id is not None:
-                return self._error(422, f"Media ({media_id}) does not exist or is already "
-                                        "attached to a post")
+                return self._error(
+                    422, f"Media ({media_id}) does not exist or is already attached to a post"
+                )
             if media.polls_left > 0:
-                return self._error(422, "Cannot attach files that have not finished "
-                                        "processing. Try again in a moment!")
+                return self._error(
+                    422,
+                    "Cannot attach files that have not finished processing. Try again in a moment!",
+                )
         if self.visibility_override is not None:
             visibility = self.visibility_override
         status = self._new_status(
-            account_id, text, visibility=visibility,
+            account_id,
+            text,
+            visibility=visibility,
             in_reply_to_id=str(in_reply_to_id) if in_reply_to_id else None,
             spoiler_text=spoiler,
             sensitive=str(form.get("sensitive", "0")).lower() in ("1", "true"),
-            language=form.get("language") or "en", media_ids=media_ids,
+            language=form.get("language") or "en",
+            media_ids=media_ids,
         )
         for media_id in media_ids:
             self.media[media_id].status_id = status["id"]
@@ -990,12 +1066,14 @@ class FakeMastodon:
 
     async def _stream_user(self, request: web.Request) -> web.StreamResponse:
         self._auth(request)
-        response = web.StreamResponse(headers={
-            "Content-Type": "text/event-stream",
-            "Cache-Control": "private, no-store",
-            "Access-Control-Allow-Origin": "*",
-            "X-Request-Id": str(uuid.uuid4()),
-        })
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "private, no-store",
+                "Access-Control-Allow-Origin": "*",
+                "X-Request-Id": str(uuid.uuid4()),
+            }
+        )
         await response.prepare(request)
         conn = _StreamConn()
         self._streams.append(conn)

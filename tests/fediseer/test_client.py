@@ -104,9 +104,7 @@ async def test_paging_reads_every_page() -> None:
 
 async def test_paging_goes_past_pages_emptied_by_server_side_filtering(fake, make_client) -> None:
     client = make_client(page_size=2)
-    domains = await client.approvals_domains(
-        ["alpha.example", "beta.example"], min_endorsements=2
-    )
+    domains = await client.approvals_domains(["alpha.example", "beta.example"], min_endorsements=2)
     assert domains == ["gamma.example"]
     assert len(fake.received) == 2
 

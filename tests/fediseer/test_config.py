@@ -44,8 +44,13 @@ def test_min_endorsements_cannot_exceed_trusted_count() -> None:
 
 @pytest.mark.parametrize(
     ("key", "value"),
-    [("max_removal_fraction", 1.5), ("sync_interval_minutes", 1), ("min_endorsements", 0),
-     ("deny_censured_by", -1), ("client_agent", "fedibot")],
+    [
+        ("max_removal_fraction", 1.5),
+        ("sync_interval_minutes", 1),
+        ("min_endorsements", 0),
+        ("deny_censured_by", -1),
+        ("client_agent", "fedibot"),
+    ],
 )
 def test_out_of_range_values_are_refused(key: str, value: object) -> None:
     with pytest.raises(ValidationError, match=key):

@@ -11,10 +11,12 @@ from tests.fakes.fediseer_server import FakeFediseer, TrustGraph
 from tests.fixtures_path import FEDISEER_FIXTURES
 
 FIXTURE_FILES = sorted(
-    p for p in FEDISEER_FIXTURES.glob("*.json")
+    p
+    for p in FEDISEER_FIXTURES.glob("*.json")
     # endpoints the client does not use (received lists, guarantees) are not served
-    if not p.name.startswith(("censures_received", "endorsements_received", "guarantees_of",
-                              "guarantors_of"))
+    if not p.name.startswith(
+        ("censures_received", "endorsements_received", "guarantees_of", "guarantors_of")
+    )
 )
 RECORDED_KEY = "key-private.example"
 

@@ -47,8 +47,9 @@ def test_recorded_answers_give_allow_and_deny_with_provenance() -> None:
         censures={},
         hesitations=recorded("hesitations_given.json", "hesitation_reasons"),
     )
-    cfg = config(trusted=["alpha.example", "beta.example"], deny_censured_by=1,
-                 include_hesitations=True)
+    cfg = config(
+        trusted=["alpha.example", "beta.example"], deny_censured_by=1, include_hesitations=True
+    )
     when = datetime(2026, 1, 1, tzinfo=UTC)
     result = compute_trust([alpha, beta], cfg, fetched_at=when)
     assert set(result.allow) == {"beta.example", "gamma.example"}
@@ -71,8 +72,12 @@ def test_a_source_that_endorses_and_another_that_censures_deny_wins() -> None:
 
 def test_decision_round_trips_through_json() -> None:
     decision = TrustDecision(
-        "x.example", True, endorsed_by={"a.example": ("ok", "nice")}, guaranteed=True,
-        guarantor="a.example", decided_by=("a.example",),
+        "x.example",
+        True,
+        endorsed_by={"a.example": ("ok", "nice")},
+        guaranteed=True,
+        guarantor="a.example",
+        decided_by=("a.example",),
     )
     again = TrustDecision.from_dict(json.loads(json.dumps(decision.to_dict())))
     assert again == decision

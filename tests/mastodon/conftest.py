@@ -74,9 +74,7 @@ async def make_adapter(
     """`await make_adapter(start=True, cursors=..., **config)` → a (started) adapter."""
     made: list[MastodonAdapter] = []
 
-    async def make(
-        *, start: bool = True, store: Any = None, **overrides: Any
-    ) -> MastodonAdapter:
+    async def make(*, start: bool = True, store: Any = None, **overrides: Any) -> MastodonAdapter:
         settings: dict[str, Any] = {
             "name": "main",
             "platform": "mastodon",

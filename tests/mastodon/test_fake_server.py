@@ -16,8 +16,12 @@ from tests.fixtures_path import MASTODON_CASSETTES
 
 
 def _client(fake: FakeMastodon) -> Mastodon:
-    return Mastodon(access_token=fake.bot_token, api_base_url=fake.base_url,
-                    ratelimit_method="throw", request_timeout=10)
+    return Mastodon(
+        access_token=fake.bot_token,
+        api_base_url=fake.base_url,
+        ratelimit_method="throw",
+        request_timeout=10,
+    )
 
 
 async def test_entities_carry_every_recorded_field(fake: FakeMastodon) -> None:
@@ -26,16 +30,19 @@ async def test_entities_carry_every_recorded_field(fake: FakeMastodon) -> None:
     assert set(status["account"]) == set(templates()["account"])
     api = _client(fake)
     notes = await asyncio.to_thread(api.notifications, types=["mention"])
-    raw = (await asyncio.to_thread(
-        requests.get, fake.base_url + "/api/v1/notifications", timeout=5,
-        headers={"Authorization": f"Bearer {fake.bot_token}"},
-    )).json()
+    raw = (
+        await asyncio.to_thread(
+            requests.get,
+            fake.base_url + "/api/v1/notifications",
+            timeout=5,
+            headers={"Authorization": f"Bearer {fake.bot_token}"},
+        )
+    ).json()
     assert set(raw[0]) == set(templates()["notification"])
     assert isinstance(raw[0]["id"], str) and isinstance(raw[0]["status"]["id"], str)
     assert notes[0].status.tags[0].name == "cats"
     assert '<span class="h-card" translate="no"><a href="' in raw[0]["status"]["content"]
-    assert 'class="mention hashtag" rel="tag">#<span>cats</span></a>' in \
-        raw[0]["status"]["content"]
+    assert 'class="mention hashtag" rel="tag">#<span>cats</span></a>' in raw[0]["status"]["content"]
 
 
 async def test_link_pagination_works_with_mastodon_py(fake: FakeMastodon) -> None:
@@ -55,8 +62,10 @@ async def test_link_pagination_works_with_mastodon_py(fake: FakeMastodon) -> Non
     newer = await asyncio.to_thread(api.fetch_previous, low)
     assert [n.id for n in newer] == list(reversed(all_ids[3:6]))
     response = await asyncio.to_thread(
-        requests.get, fake.base_url + "/api/v1/notifications?types[]=mention&limit=2",
-        headers={"Authorization": f"Bearer {fake.bot_token}"}, timeout=5,
+        requests.get,
+        fake.base_url + "/api/v1/notifications?types[]=mention&limit=2",
+        headers={"Authorization": f"Bearer {fake.bot_token}"},
+        timeout=5,
     )
     link = response.headers["Link"]
     assert 'rel="next"' in link and 'rel="prev"' in link and "types%5B%5D=mention" in link
@@ -64,11 +73,17 @@ async def test_link_pagination_works_with_mastodon_py(fake: FakeMastodon) -> Non
 
 async def test_every_response_has_iso_ratelimit_headers(fake: FakeMastodon) -> None:
     def get(path: str) -> requests.Response:
-        return requests.get(fake.base_url + path, timeout=5,
-                            headers={"Authorization": f"Bearer {fake.bot_token}"})
+        return requests.get(
+            fake.base_url + path, timeout=5, headers={"Authorization": f"Bearer {fake.bot_token}"}
+        )
 
-    for path in ("/api/v2/instance", "/api/v1/instance/", "/api/v1/notifications",
-                 "/api/v1/statuses/1", "/api/v1/accounts/verify_credentials"):
+    for path in (
+        "/api/v2/instance",
+        "/api/v1/instance/",
+        "/api/v1/notifications",
+        "/api/v1/statuses/1",
+        "/api/v1/accounts/verify_credentials",
+    ):
         response = await asyncio.to_thread(get, path)
         assert response.headers["x-ratelimit-limit"] == "300"
         assert response.headers["x-ratelimit-reset"].endswith("Z")
@@ -89,10 +104,8 @@ async def test_media_202_then_processed_and_idempotent_status(
     assert media.url is None
     assert (await asyncio.to_thread(api.media, media)).url is None  # 206 while processing
     assert (await asyncio.to_thread(api.media, media)).url is not None
-    one = await asyncio.to_thread(api.status_post, "x", media_ids=[media],
-                                  idempotency_key="same")
-    two = await asyncio.to_thread(api.status_post, "x", media_ids=[media],
-                                  idempotency_key="same")
+    one = await asyncio.to_thread(api.status_post, "x", media_ids=[media], idempotency_key="same")
+    two = await asyncio.to_thread(api.status_post, "x", media_ids=[media], idempotency_key="same")
     assert one.id == two.id and len(fake.posted_statuses) == 1
     deleted = await asyncio.to_thread(api.status_delete, one)
     assert deleted.text == "x"
@@ -104,8 +117,12 @@ async def test_stream_frames_match_the_recording(fake: FakeMastodon) -> None:
     received: list[bytes] = []
 
     def read() -> None:
-        with requests.get(fake.base_url + "/api/v1/streaming/user", stream=True, timeout=5,
-                          headers={"Authorization": f"Bearer {fake.bot_token}"}) as r:
+        with requests.get(
+            fake.base_url + "/api/v1/streaming/user",
+            stream=True,
+            timeout=5,
+            headers={"Authorization": f"Bearer {fake.bot_token}"},
+        ) as r:
             assert r.headers["Content-Type"] == "text/event-stream"
             for chunk in r.iter_content(chunk_size=None):
                 received.append(chunk)

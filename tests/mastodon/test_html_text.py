@@ -48,8 +48,14 @@ def test_recorded_h_card_mentions_are_removed() -> None:
     statuses = _recorded_mention_statuses()
     assert len(statuses) >= 4  # the cassettes hold several distinct mention statuses
     texts = {html_to_text(s["content"], s["mentions"]) for s in statuses}
-    assert texts == {"hello!", "same!", "todo funny text here", "beep beep I'm a jeep",
-                     "pssssst", "pssssst!"}
+    assert texts == {
+        "hello!",
+        "same!",
+        "todo funny text here",
+        "beep beep I'm a jeep",
+        "pssssst",
+        "pssssst!",
+    }
 
 
 def test_recorded_entities_are_decoded() -> None:
@@ -85,8 +91,10 @@ def test_hashtags_stay_words_and_invisible_link_parts_drop() -> None:
 
 def test_pleroma_style_mention_without_h_card_class_on_link_is_matched_by_href() -> None:
     mentions = [{"id": "9", "username": "bot", "acct": "bot", "url": "https://p.test/users/bot"}]
-    content = ('<span class="h-card"><a class="u-url mention" data-user="9" '
-               'href="https://p.test/users/bot" rel="ugc">@<span>bot</span></a></span> hi')
+    content = (
+        '<span class="h-card"><a class="u-url mention" data-user="9" '
+        'href="https://p.test/users/bot" rel="ugc">@<span>bot</span></a></span> hi'
+    )
     assert html_to_text(content, mentions) == "hi"
 
 
@@ -109,13 +117,47 @@ def test_unbalanced_markup_does_not_swallow_text() -> None:
     assert html_to_text(None) == ""
 
 
-_HTML_BITS = st.sampled_from([
-    "<p>", "</p>", "<br>", "<br/>", "<span class=\"invisible\">", "</span>", "<a href='x'>",
-    "</a>", '<span class="h-card">', '<a class="u-url mention" href="https://b.test/@bot">',
-    "<script>", "</script>", "<!--", "-->", "<![CDATA[", "]]>", "<!DOCTYPE html>", "<?xml ?>",
-    "&amp;", "&lt;", "&gt;", "&#39;", "&#x3c;", "&#0;", "&#xFFFFFF;", "&bogus;", "<", ">",
-    "<<", "@bot", "#tag", "\x00", "\n", " ", "<img src=x onerror=alert(1)>", "<b", "</",
-])
+_HTML_BITS = st.sampled_from(
+    [
+        "<p>",
+        "</p>",
+        "<br>",
+        "<br/>",
+        '<span class="invisible">',
+        "</span>",
+        "<a href='x'>",
+        "</a>",
+        '<span class="h-card">',
+        '<a class="u-url mention" href="https://b.test/@bot">',
+        "<script>",
+        "</script>",
+        "<!--",
+        "-->",
+        "<![CDATA[",
+        "]]>",
+        "<!DOCTYPE html>",
+        "<?xml ?>",
+        "&amp;",
+        "&lt;",
+        "&gt;",
+        "&#39;",
+        "&#x3c;",
+        "&#0;",
+        "&#xFFFFFF;",
+        "&bogus;",
+        "<",
+        ">",
+        "<<",
+        "@bot",
+        "#tag",
+        "\x00",
+        "\n",
+        " ",
+        "<img src=x onerror=alert(1)>",
+        "<b",
+        "</",
+    ]
+)
 
 
 @settings(max_examples=300, deadline=None)
@@ -129,8 +171,14 @@ def test_hostile_html_never_raises_and_leaves_no_markup(parts: list[str]) -> Non
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.text(alphabet=st.characters(whitelist_categories=("L", "N", "P", "S", "Zs"),
-                                      blacklist_characters="<>"), max_size=60))
+@given(
+    st.text(
+        alphabet=st.characters(
+            whitelist_categories=("L", "N", "P", "S", "Zs"), blacklist_characters="<>"
+        ),
+        max_size=60,
+    )
+)
 def test_escaped_plain_text_comes_back_unchanged(text: str) -> None:
     import html as stdlib_html
 

@@ -41,13 +41,15 @@ async def test_register_authorise_exchange_and_verify(fake: FakeMastodon) -> Non
     assert await asyncio.to_thread(verify_token, fake.base_url, token) == "fedibot@fake.test"
 
     with pytest.raises(AuthError):  # a code works once
-        await asyncio.to_thread(exchange_code, fake.base_url, client_id, secret, code,
-                                allow_http=True)
+        await asyncio.to_thread(
+            exchange_code, fake.base_url, client_id, secret, code, allow_http=True
+        )
 
 
 async def test_pasted_token_is_verified(fake: FakeMastodon) -> None:
-    assert await asyncio.to_thread(verify_token, fake.base_url, fake.bot_token) == \
-        "fedibot@fake.test"
+    assert (
+        await asyncio.to_thread(verify_token, fake.base_url, fake.bot_token) == "fedibot@fake.test"
+    )
     with pytest.raises(AuthError):
         await asyncio.to_thread(verify_token, fake.base_url, "not-a-token")
 

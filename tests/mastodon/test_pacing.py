@@ -27,9 +27,12 @@ class FakeClock:
 
 def test_recorded_iso_reset_is_read_against_the_server_date() -> None:
     # From notifications_mentions_only.yaml; the Date header is the server's clock.
-    headers = {"x-ratelimit-limit": "300", "x-ratelimit-remaining": "299",
-               "x-ratelimit-reset": "2026-08-01T13:55:00.940463Z",
-               "Date": "Sat, 01 Aug 2026 13:51:43 GMT"}
+    headers = {
+        "x-ratelimit-limit": "300",
+        "x-ratelimit-remaining": "299",
+        "x-ratelimit-reset": "2026-08-01T13:55:00.940463Z",
+        "Date": "Sat, 01 Aug 2026 13:51:43 GMT",
+    }
     info = parse_ratelimit_headers(headers, now=NOW + 3600)  # local clock an hour off
     assert info is not None
     assert (info.limit, info.remaining) == (300, 299)
@@ -37,8 +40,9 @@ def test_recorded_iso_reset_is_read_against_the_server_date() -> None:
 
 
 def test_reset_as_epoch_or_delta_and_missing_headers() -> None:
-    assert parse_ratelimit_headers({"X-RateLimit-Reset": str(int(NOW) + 30)}, now=NOW) == \
-        RateLimitInfo(None, None, 30.0)
+    assert parse_ratelimit_headers(
+        {"X-RateLimit-Reset": str(int(NOW) + 30)}, now=NOW
+    ) == RateLimitInfo(None, None, 30.0)
     assert parse_ratelimit_headers({"X-RateLimit-Reset": "12"}, now=NOW).reset_in == 12.0
     assert parse_ratelimit_headers({"Content-Type": "application/json"}, now=NOW) is None
     assert parse_ratelimit_headers({"x-ratelimit-reset": "garbage"}, now=NOW) is None

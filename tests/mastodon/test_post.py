@@ -24,8 +24,9 @@ def _png(tmp_path: Path, name: str, color: str = "red") -> Path:
     return path
 
 
-async def _request(fake: FakeMastodon, adapter: MastodonAdapter, visibility: str = "public",
-                   text: str = "a cat") -> Mention:
+async def _request(
+    fake: FakeMastodon, adapter: MastodonAdapter, visibility: str = "public", text: str = "a cat"
+) -> Mention:
     fake.mention("alice@remote.test", text, visibility=visibility)
     sink = Collector()
     await adapter.catch_up(sink)
@@ -33,8 +34,13 @@ async def _request(fake: FakeMastodon, adapter: MastodonAdapter, visibility: str
 
 
 def _reply(mention: Mention, text: str = "Here you go!", **kw) -> OutgoingPost:
-    return OutgoingPost(text=text, visibility=kw.pop("visibility", mention.visibility),
-                        in_reply_to_id=mention.remote_id, recipient=mention.author, **kw)
+    return OutgoingPost(
+        text=text,
+        visibility=kw.pop("visibility", mention.visibility),
+        in_reply_to_id=mention.remote_id,
+        recipient=mention.author,
+        **kw,
+    )
 
 
 async def test_reply_with_images_alt_text_after_processing(
@@ -47,8 +53,9 @@ async def test_reply_with_images_alt_text_after_processing(
         MediaItem(_png(tmp_path, f"{i}.png", c), alt_text=f"image {i}: " + "x" * 2000)
         for i, c in enumerate(["red", "green", "blue"])
     )
-    result = await adapter.post(_reply(request, "Here you go! cc @mallory@evil.test",
-                                       media=images, idempotency_key="job-1"))
+    result = await adapter.post(
+        _reply(request, "Here you go! cc @mallory@evil.test", media=images, idempotency_key="job-1")
+    )
 
     assert len(fake.posted_statuses) == 1
     status = fake.posted_statuses[0]
@@ -78,7 +85,10 @@ async def test_reply_with_images_alt_text_after_processing(
     ],
 )
 async def test_reply_visibility_is_never_wider_than_the_request(
-    fake: FakeMastodon, make_adapter: MakeAdapter, requested: str, config_public: str,
+    fake: FakeMastodon,
+    make_adapter: MakeAdapter,
+    requested: str,
+    config_public: str,
     expected: str,
 ) -> None:
     adapter = await make_adapter(public_reply_visibility=config_public)
@@ -170,8 +180,11 @@ async def test_injected_429_with_only_a_reset_header(
 
     adapter = await make_adapter()
     request = await _request(fake, adapter)
-    fake.fail_next("^/api/v1/statuses$", 429,
-                   {"x-ratelimit-remaining": "0", "x-ratelimit-reset": iso_reset(time.time() + 40)})
+    fake.fail_next(
+        "^/api/v1/statuses$",
+        429,
+        {"x-ratelimit-remaining": "0", "x-ratelimit-reset": iso_reset(time.time() + 40)},
+    )
     with pytest.raises(TransientError) as caught:
         await adapter.post(_reply(request))
     assert 38 <= caught.value.retry_after <= 42
@@ -228,8 +241,9 @@ async def test_server_errors_map_to_adapter_errors(
     with pytest.raises(PermanentError, match="nope") as refused:
         await adapter.post(_reply(request))
     assert not isinstance(refused.value, AuthError | RemoteGone)
-    gone = OutgoingPost(text="hi", visibility=Visibility.PUBLIC, in_reply_to_id="1234567",
-                        recipient=request.author)
+    gone = OutgoingPost(
+        text="hi", visibility=Visibility.PUBLIC, in_reply_to_id="1234567", recipient=request.author
+    )
     with pytest.raises(RemoteGone):
         await adapter.post(gone)
     assert fake.posted_statuses == []
@@ -238,8 +252,9 @@ async def test_server_errors_map_to_adapter_errors(
 
 
 async def test_unreachable_server_is_transient(make_adapter: MakeAdapter) -> None:
-    adapter = await make_adapter(start=False, base_url="http://127.0.0.1:9",
-                                 request_timeout_seconds=2)
+    adapter = await make_adapter(
+        start=False, base_url="http://127.0.0.1:9", request_timeout_seconds=2
+    )
     with pytest.raises(TransientError):
         await adapter.start()
 

@@ -75,10 +75,16 @@ async def test_mention_fields_dm_visibility_and_profile_note(
 ) -> None:
     fake.add_user("carol", note="I make art. #nobot", display_name="Carol")  # a local user
     fake.add_user("dave@remote.test")
-    first = fake.mention("carol", "a fox &amp; @dave@remote.test", visibility="direct",
-                         spoiler_text="cw", language="de")
-    reply = fake.mention("dave@remote.test", "again", in_reply_to_id=first["id"],
-                         visibility="private")
+    first = fake.mention(
+        "carol",
+        "a fox &amp; @dave@remote.test",
+        visibility="direct",
+        spoiler_text="cw",
+        language="de",
+    )
+    reply = fake.mention(
+        "dave@remote.test", "again", in_reply_to_id=first["id"], visibility="private"
+    )
     adapter = await make_adapter()
     await adapter.catch_up(collector)
     dm, private = collector.mentions
@@ -273,13 +279,17 @@ async def test_two_accounts_on_two_servers_in_one_process(
     from federation.mastodon_config import MastodonAccountConfig
 
     store = MemoryCursorStore()
-    async with FakeMastodon(domain="other.test", bot_username="artbot",
-                            heartbeat_interval=0.2) as other:
+    async with FakeMastodon(
+        domain="other.test", bot_username="artbot", heartbeat_interval=0.2
+    ) as other:
         first = await make_adapter(name="one", store=store)
         second = MastodonAdapter(
-            MastodonAccountConfig(name="two", base_url=other.base_url,
-                                  access_token=other.bot_token,
-                                  catch_up_interval_seconds=3600),
+            MastodonAccountConfig(
+                name="two",
+                base_url=other.base_url,
+                access_token=other.bot_token,
+                catch_up_interval_seconds=3600,
+            ),
             store,
         )
         await second.start()
@@ -301,8 +311,7 @@ async def test_two_accounts_on_two_servers_in_one_process(
             assert await first.catch_up(sinks[0]) == 0
             assert await second.catch_up(sinks[1]) == 0
             assert len(sinks[0].ids) == len(sinks[1].ids) == 1
-            assert set(store.values) == {"mastodon:one:notifications",
-                                         "mastodon:two:notifications"}
+            assert set(store.values) == {"mastodon:one:notifications", "mastodon:two:notifications"}
         finally:
             for task in tasks:
                 await stop(task)

@@ -195,7 +195,7 @@ async def test_transient_reply_failure_is_never_dropped(db):
     await queue.claim("w", max_batch=1)
     await queue.complete("w", job_id, [])
     for _ in range(20):
-        (claimed,) = await queue.claim_replies("r")
+        assert len(await queue.claim_replies("r")) == 1
         state = await queue.reply_failed(
             "r", job_id, "remote_unavailable", "503", retryable=True, retry_after=42
         )
