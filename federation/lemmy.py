@@ -701,7 +701,12 @@ def _gone(view: JSON) -> bool:
 
 
 def _is_pm(post: OutgoingPost) -> bool:
-    return post.is_private_message or (post.in_reply_to_id or "").startswith("pm:")
+    """Lemmy has no direct comments: anything asked to be direct goes as a private message."""
+    return (
+        post.is_private_message
+        or post.visibility is Visibility.DIRECT
+        or (post.in_reply_to_id or "").startswith("pm:")
+    )
 
 
 def _comment_id(remote_id: str | None) -> int | None:

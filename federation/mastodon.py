@@ -771,6 +771,9 @@ class MastodonAdapter:
             for s in context.get("descendants") or []
             if str(s.get("account", {}).get("id")) == bot_id
             and str(s.get("in_reply_to_id")) == str(post.in_reply_to_id)
+            # a result has images, a notice or error reply has none: never mistake one
+            # for the other (e.g. a "your images will follow" notice for the result)
+            and bool(s.get("media_attachments")) == bool(post.media)
         ]
         if not replies:
             return None

@@ -255,8 +255,11 @@ class App:
 
     async def health(self) -> dict[str, object]:
         stats = await self.queue.stats()
+        dead = sorted(t.get_name() for t in self._tasks if t.done() and not t.cancelled())
+        dead = [name for name in dead if name != "fediseer-first-sync"]
         return {
-            "ok": True,
+            "ok": not dead,
+            "stopped_tasks": dead,
             "database": self.db.display_url,
             "queue": {k: v for k, v in stats.items() if v},
             "accounts": sorted(self.adapters),

@@ -230,7 +230,7 @@ def queue_list(state: str | None, requester: str | None, limit: int, as_json: bo
 
 
 @queue.command("show")
-@click.argument("job_id", type=int)
+@click.argument("job_id", type=click.IntRange(1, 2**63 - 1))
 @click.option("--json", "as_json", is_flag=True)
 def queue_show(job_id: int, as_json: bool) -> None:
     """One job with its images."""
@@ -259,7 +259,7 @@ def queue_show(job_id: int, as_json: bool) -> None:
 
 
 @queue.command("retry")
-@click.argument("job_id", type=int)
+@click.argument("job_id", type=click.IntRange(1, 2**63 - 1))
 def queue_retry(job_id: int) -> None:
     """Queue a failed or cancelled job again."""
     config = load_config_or_exit()
@@ -273,7 +273,7 @@ def queue_retry(job_id: int) -> None:
 
 
 @queue.command("cancel")
-@click.argument("job_id", type=int)
+@click.argument("job_id", type=click.IntRange(1, 2**63 - 1))
 def queue_cancel(job_id: int) -> None:
     """Cancel a job that has not finished."""
     config = load_config_or_exit()
@@ -297,6 +297,10 @@ def queue_purge(older_than_days: float | None) -> None:
     """Delete finished jobs and their images older than the retention."""
     config = load_config_or_exit()
     days = config.queue.retention_days if older_than_days is None else older_than_days
+    if days <= 0:
+        raise click.UsageError(
+            "queue.retention_days is 0 (keep jobs forever): pass --older-than-days N (N > 0)"
+        )
     q = _open_queue(config)
     jobs_removed, files = run_async(q.purge(days * 86400))
     q.db.close()

@@ -5,6 +5,7 @@ Pure functions of the job row, its images and config; the replier posts what the
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -22,20 +23,23 @@ ERROR_SENTENCES = {
     "user_banned": "Sorry, I can't make images for you.",
     "not_allowed": "Only the person who asked for these images can do that.",
     "not_a_result": "'again' and 'delete' work as replies to one of my images.",
+    "internal_error": "Sorry, something went wrong on my side. The admin can see what.",
 }
 
 # Codes whose stored message is a generator internal (exception text, file paths).
 INTERNAL_ERROR_CODES = {"generation_failed", "model_unavailable", "safety_failed"}
 
 ZWSP = "\u200b"
+_TAGGABLE = re.compile(r"[@#](?=\w)")
 
 
 def defuse(text: str, platform: str) -> str:
     """User text that cannot mention anyone, tag anything, or inject markup."""
     if platform == "lemmy":
         return escape_markdown(text)
-    # Mastodon-API servers link @user@host and #tag in plain text: break them up.
-    return text.replace("@", "@" + ZWSP).replace("#", "#" + ZWSP)
+    # Mastodon-API servers link @user@host and #tag in plain text: break them up (a `#`
+    # not followed by a word character, as in `### negative`, stays as it is).
+    return _TAGGABLE.sub(lambda m: m.group(0) + ZWSP, text)
 
 
 def shorten(text: str, limit: int) -> str:
@@ -112,7 +116,8 @@ def compose_error(job: Any, mention: Mention) -> OutgoingPost:
         message = ERROR_SENTENCES[job.error_code]
     if not message:
         message = "Sorry, I could not do that."
-    return OutgoingPost(**_base_post(job, mention, message, "-error"))
+    # error messages quote what the user wrote: defuse it like any user text
+    return OutgoingPost(**_base_post(job, mention, defuse(message, job.platform), "-error"))
 
 
 def compose_text(job: Any, mention: Mention, text: str) -> OutgoingPost:

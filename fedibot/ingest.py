@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import re
 import secrets
 from datetime import UTC
 from typing import Any
@@ -21,7 +22,7 @@ from fedibot.mention_codec import mention_to_dict
 from fedibot.models import JobState, ReplyState
 from fedibot.policy import Decision, Policy
 from fedibot.prompt import ParsedRequest, PromptError, PromptRules, apply_style, parse
-from fedibot.queue import JobQueue, NewJob
+from fedibot.queue import JobQueue, NewJob, batch_key
 from generator.config import ModelPreset
 from generator.limits import check_request
 from generator.types import GenerationRequest
@@ -86,35 +87,53 @@ class Ingest:
         decision = await self.policy.check_requester(mention.author)
         if not decision.allowed:
             return await self._refuse(mention, decision)
+        private = asks_private(mention.text)
         try:
-            parsed = parse(mention.text, self.rules)
+            return await self._decide(mention, private)
         except PromptError as err:
-            return await self._refuse_prompt(mention, err)
+            return await self._refuse_prompt(mention, err, private)
+        except Exception:
+            # A bug must not wedge the inbox (an unacknowledged mention comes back forever):
+            # record it, tell the requester once. A database error re-raises from _record.
+            log.exception("could not handle %s from %s", mention.remote_id, mention.author.acct)
+            return await self._record(
+                mention,
+                kind="mention",
+                state=JobState.REJECTED,
+                error_code="internal_error",
+                reply=True,
+                visibility=Visibility.DIRECT if private else None,
+            )
 
+    async def _decide(self, mention: Mention, private: bool) -> int | None:
+        parsed = parse(mention.text, self.rules)
+        direct = Visibility.DIRECT if private else None
         if parsed.command == "help":
-            return await self._record(mention, kind="help", state=JobState.GENERATED)
+            return await self._record(
+                mention, kind="help", state=JobState.GENERATED, visibility=direct
+            )
         if parsed.command == "delete":
-            return await self._delete(mention)
+            return await self._delete(mention, private)
         base: dict[str, Any] | None = None
+        visibility = reply_visibility(
+            mention.visibility, self._public_reply_visibility(mention.bot_account)
+        )
         if parsed.command == "again":
             original = await self._original(mention)
-            if original is None:
-                return await self._notice(mention, "not_a_result")
-            base = dict(original.params.get("options") or {})
-        try:
-            options = self.resolve(parsed, base)
-        except PromptError as err:
-            return await self._refuse_prompt(mention, err)
-
+            base = dict((original.params or {}).get("options") or {}) if original else {}
+            if original is None or original.kind != "mention" or not base.get("prompt"):
+                return await self._notice(mention, "not_a_result", private)
+            if original.requester != mention.author.acct.lower():
+                return await self._notice(mention, "not_allowed", private)
+            # never wider than the result being re-rolled
+            visibility = visibility.narrowest(Visibility(original.visibility))
+        options = self.resolve(parsed, base)
         decision = self.policy.check_prompt(options.prompt, options.negative_prompt)
         if decision.allowed:
             decision = await self.policy.check_quota(mention.author, options.n)
         if not decision.allowed:
-            return await self._refuse(mention, decision, options)
-        visibility = reply_visibility(
-            mention.visibility, self._public_reply_visibility(mention.bot_account)
-        )
-        if parsed.private:
+            return await self._refuse(mention, decision, options, private)
+        if private:
             visibility = Visibility.DIRECT
         return await self._record(
             mention, kind="mention", state=JobState.QUEUED, options=options, visibility=visibility
@@ -135,8 +154,13 @@ class Ingest:
         """Fill defaults from the model's preset and check its limits (PromptError if not)."""
         base = base or {}
         gen = self.config.generator
-        model = parsed.model or base.get("model") or gen.default_model
-        model = self._models.get(model.casefold(), model)
+        asked = parsed.model or base.get("model") or gen.default_model
+        model = self._models.get(asked.casefold())
+        if model is None:
+            raise PromptError(
+                "unknown_model",
+                f"the model {asked!r} is not available; available: {', '.join(gen.models)}",
+            )
         preset = gen.model(model).preset
         if parsed.command == "again":
             prompt = base.get("prompt", "")
@@ -243,7 +267,11 @@ class Ingest:
         return result.job_id
 
     async def _refuse(
-        self, mention: Mention, decision: Decision, options: Options | None = None
+        self,
+        mention: Mention,
+        decision: Decision,
+        options: Options | None = None,
+        private: bool = False,
     ) -> int:
         log.info("refused %s from %s: %s", mention.remote_id, mention.author.acct, decision.reason)
         return await self._record(
@@ -255,9 +283,12 @@ class Ingest:
             error_message=decision.message,
             reply=decision.reply,
             params={"reason": decision.reason},
+            visibility=Visibility.DIRECT if private else None,
         )
 
-    async def _refuse_prompt(self, mention: Mention, err: PromptError) -> int:
+    async def _refuse_prompt(
+        self, mention: Mention, err: PromptError, private: bool = False
+    ) -> int:
         reply = self.config.policy.reply_on_refusal.bad_prompt
         return await self._record(
             mention,
@@ -267,11 +298,17 @@ class Ingest:
             error_message=f"{err.message}\nSend 'help' for how to ask.",
             reply=reply,
             params={"reason": err.message},
+            visibility=Visibility.DIRECT if private else None,
         )
 
-    async def _notice(self, mention: Mention, code: str) -> int:
+    async def _notice(self, mention: Mention, code: str, private: bool = False) -> int:
         return await self._record(
-            mention, kind="mention", state=JobState.REJECTED, error_code=code, reply=True
+            mention,
+            kind="mention",
+            state=JobState.REJECTED,
+            error_code=code,
+            reply=True,
+            visibility=Visibility.DIRECT if private else None,
         )
 
     async def _original(self, mention: Mention) -> Any:
@@ -281,38 +318,64 @@ class Ingest:
             mention.platform, mention.bot_account, mention.in_reply_to_id
         )
 
-    async def _delete(self, mention: Mention) -> int:
+    async def _delete(self, mention: Mention, private: bool = False) -> int:
         original = await self._original(mention)
         if original is None:
-            return await self._notice(mention, "not_a_result")
+            return await self._notice(mention, "not_a_result", private)
         if original.requester != mention.author.acct.lower():
-            return await self._notice(mention, "not_allowed")
+            return await self._notice(mention, "not_allowed", private)
         return await self._record(
             mention,
             kind="delete",
             state=JobState.GENERATED,
+            visibility=Visibility.DIRECT if private else None,
             params={"target_remote_id": original.reply_remote_id, "target_job": original.id},
         )
 
     async def _apply_edit(self, existing: Any, mention: Mention) -> None:
-        """A request edited before generation started is generated in its latest form."""
+        """A request edited before generation started is generated in its latest form:
+        every option, and a reply visibility never wider than the edited request."""
         try:
             parsed = parse(mention.text, self.rules)
             if parsed.command != "generate":
                 return
             options = self.resolve(parsed)
         except PromptError:
-            return
+            return  # the first version stays; it was valid
         if not self.policy.check_prompt(options.prompt, options.negative_prompt).allowed:
             await self.queue.cancel(int(existing.id), "edited into a refused prompt")
             return
+        visibility = reply_visibility(
+            mention.visibility, self._public_reply_visibility(mention.bot_account)
+        ).narrowest(Visibility(existing.visibility))
+        if parsed.private:
+            visibility = Visibility.DIRECT
         await self.queue.update_queued(
             int(existing.id),
             prompt=options.prompt,
             negative_prompt=options.negative_prompt,
+            model=options.model,
+            width=options.width,
+            height=options.height,
+            steps=options.steps,
+            guidance=options.guidance,
+            n=options.n,
+            seed=options.seed,
+            batch_key=batch_key(
+                options.model, options.width, options.height, options.steps, options.guidance
+            ),
+            visibility=visibility.value,
             request=mention_to_dict(mention),
             params={**(existing.params or {}), "options": dataclasses.asdict(options)},
         )
+
+
+_PRIVATE = re.compile(r"(?<!\S)(?:--|[—–])private\b", re.IGNORECASE)
+
+
+def asks_private(text: str) -> bool:
+    """`--private` anywhere, also in a request the grammar refuses (its error stays private)."""
+    return bool(_PRIVATE.search(text))
 
 
 def size_for_aspect(aspect: tuple[int, int], preset: ModelPreset) -> tuple[int, int]:

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import case, func, select
+from sqlalchemy import and_, case, func, select
 from sqlalchemy.engine import Connection
 
 from federation.types import Account
@@ -118,7 +118,8 @@ def quota_lines(
     conn: Connection, cfg: QuotaConfig, acct: str, domain: str, now: float, images: int = 1
 ) -> list[QuotaLine]:
     """Usage of every limit for `acct` (on `domain`), as if asking for `images` more."""
-    accepted = jobs.c.state != JobState.REJECTED
+    # Image requests that were accepted: refusals, help and delete replies do not count.
+    accepted = and_(jobs.c.state != JobState.REJECTED, jobs.c.kind == "mention")
     hour_ago, day_ago = now - HOUR, now - DAY
     is_user = jobs.c.requester == acct
     is_instance = jobs.c.requester_domain == domain
@@ -301,9 +302,13 @@ class Policy:
             return self._refuse("opted_out", "", "the profile says #nobot or #noai")
         lists = await self.lists()
         acct = _acct_key(author.acct)
+        try:  # overrides and bans are stored normalised (IDNs as punycode): compare alike
+            acct = allowlist.normalize_acct(acct)
+            domain = allowlist.normalize_domain(author.domain)
+        except ValueError:
+            domain = author.domain
         if acct in lists.banned:
             return self._refuse("user_banned", MSG_BANNED, f"banned user {acct}")
-        domain = author.domain
         verdict = allowlist.decide_domain(
             domain,
             self.cfg.mode,

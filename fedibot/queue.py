@@ -17,6 +17,7 @@ one job joins round 0. Priority breaks ties inside a round, then age.
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
 from collections import Counter
@@ -70,6 +71,9 @@ class QueueSettings:
     retry_max_seconds: float = 900.0
     reply_retry_max_seconds: float = 3600.0
     per_requester_in_flight: int = 2
+    # A reply that keeps failing (server down for days, a bug) ends `failed` after this many
+    # tries, ~2 days with the default backoff cap; `fedibot queue retry` brings it back.
+    max_reply_attempts: int = 50
     clock: Callable[[], float] = time.time
 
 
@@ -537,9 +541,12 @@ class JobQueue:
                 return None
             sending_images = row.state == JobState.REPLYING
             values: dict[str, Any]
-            if retryable and not gone:
-                delay = self._backoff(row.reply_attempts, self.settings.reply_retry_max_seconds)
-                values = {"not_before": now + max(delay, retry_after or 0.0)}
+            give_up = row.reply_attempts >= self.settings.max_reply_attempts
+            if retryable and not gone and not give_up:
+                cap = self.settings.reply_retry_max_seconds
+                delay = self._backoff(row.reply_attempts, cap)
+                server_wait = retry_after if retry_after and math.isfinite(retry_after) else 0.0
+                values = {"not_before": now + min(max(delay, server_wait), cap)}
                 if sending_images:
                     values["state"] = JobState.GENERATED
                 else:
@@ -601,9 +608,17 @@ class JobQueue:
         now = self._now()
 
         def _retry(conn: Connection) -> str | None:
-            row = conn.execute(select(jobs.c.state).where(jobs.c.id == job_id)).first()
+            row = conn.execute(
+                select(jobs.c.state, jobs.c.kind).where(jobs.c.id == job_id)
+            ).first()
             if row is None or row.state not in (JobState.FAILED, JobState.CANCELLED):
                 return None
+            if row.kind not in ("mention", "campaign"):
+                return None  # help/delete notices are not generated
+            old_paths.extend(
+                conn.execute(select(images.c.path).where(images.c.job_id == job_id)).scalars()
+            )
+            conn.execute(delete(images).where(images.c.job_id == job_id))
             clock = conn.execute(
                 select(func.coalesce(func.min(jobs.c.fair_seq), 0)).where(IS_QUEUED)
             ).scalar_one()
@@ -625,9 +640,12 @@ class JobQueue:
             )
             return row.state
 
+        old_paths: list[str] = []
         old = await self.db.run(_retry)
         if old is None:
             return False
+        for path in old_paths:
+            Path(path).unlink(missing_ok=True)
         self._transition(job_id, old, JobState.QUEUED, "retry")
         return True
 

@@ -57,7 +57,11 @@ class Replier:
         """Post until stopped; idle waits are short so replies go out quickly."""
         poll = self.config.replies.poll_seconds
         while not self._stop.is_set():
-            handled = await self.process_once()
+            try:
+                handled = await self.process_once()
+            except Exception:  # e.g. the database restarting: keep going, the queue holds all
+                log.exception("reply pass failed; trying again shortly")
+                handled = 0
             if handled == 0:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), timeout=poll)
@@ -188,16 +192,19 @@ class Replier:
         post = compose_text(row, mention, text)
         post = dataclasses.replace(post, idempotency_key=f"fedibot-job-{row.id}-wait")
         try:
-            await adapter.post(post)
+            notice = await adapter.post(post)
         except Exception as exc:  # the notice is a courtesy: never let it block the reply
             log.info("job %s: could not post the wait notice: %s", row.id, exc)
             return
-        await self.queue.update_params(row.id, {"wait_notice_sent": True})
+        await self.queue.update_params(
+            row.id, {"wait_notice_sent": True, "wait_notice_id": notice.remote_id}
+        )
 
     async def _post(self, adapter: Adapter, post: OutgoingPost, row: Any) -> PostResult:
         if row.reply_attempts > 1:  # we may have posted before crashing: look first
             existing = await adapter.find_existing_reply(post)
-            if existing is not None:
+            notice_id = (row.params or {}).get("wait_notice_id")
+            if existing is not None and existing.remote_id != notice_id:
                 log.info("job %s: found the reply posted before a restart", row.id)
                 return existing
         return await adapter.post(post)

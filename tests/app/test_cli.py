@@ -144,3 +144,13 @@ def test_try_reports_a_bad_option_with_the_allowed_range(tmp_path, tiny_data_dir
     assert reply["error_code"] == "bad_option"
     assert "1 to 4" in reply["text"]
     assert reply["media"] == []
+
+
+def test_purge_refuses_to_delete_everything_when_retention_is_forever(tmp_path):
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f'[database]\nurl = "sqlite:///{tmp_path}/b.db"\n[queue]\nretention_days = 0\n')
+    result = CliRunner().invoke(main, ["--config", str(cfg), "queue", "purge"])
+    assert result.exit_code == 2
+    assert "keep jobs forever" in result.output
+    result = CliRunner().invoke(main, ["--config", str(cfg), "queue", "show", "9" * 30])
+    assert result.exit_code == 2 and "Traceback" not in result.output

@@ -8,6 +8,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from federation.markdown_safe import unescape
 from tests.e2e_lemmy.conftest import (
     Apps,
     all_read,
@@ -80,6 +81,21 @@ async def test_private_message_gets_a_private_message_reply_and_nothing_public(
     assert fake.api_version == "v4" or request["read"]  # 1.0 marks the notification instead
 
 
+async def test_a_private_request_in_a_comment_is_answered_by_private_message(
+    fake: FakeLemmy, apps: Apps
+) -> None:
+    bob = fake.add_user("bob", domain="remote.example")
+    fake.mention(bob, "a secret garden --private")
+    app = await apps.start()
+
+    [message] = await eventually(lambda: fake.messages_by(fake.bot))
+    stats = await settled(app)
+    assert stats["done"] == 1
+    assert message["recipient_id"] == bob["id"]
+    assert len(embedded_images(message["content"])) == 1
+    assert fake.comments_by(fake.bot) == []  # nothing in the public thread
+
+
 async def test_help_gets_the_usage_and_a_bad_option_gets_the_allowed_range(
     fake: FakeLemmy, apps: Apps
 ) -> None:
@@ -94,7 +110,8 @@ async def test_help_gets_the_usage_and_a_bad_option_gets_the_allowed_range(
     assert len(fake.comments_by(fake.bot)) == 2
     usage = by_parent[str(asks_help["id"])]["content"]
     assert "Mention me with what you want to see" in usage and "--n 1-4" in usage
-    refusal = by_parent[str(bad["id"])]["content"]
+    # the error quotes what the user wrote, so it is markdown-escaped: compare what renders
+    refusal = unescape(by_parent[str(bad["id"])]["content"])
     assert "--n must be a whole number from 1 to 4" in refusal and "'9'" in refusal
     assert fake.images == {}  # neither generated anything
     states = sorted((j.kind, j.state, j.error_code) for j in await app.queue.list_jobs())

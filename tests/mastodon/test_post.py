@@ -315,3 +315,17 @@ def test_composed_text_fits_and_mentions_only_the_recipient(text: str, limit: in
     assert out.startswith("@alice@remote.test")
     live = re.findall(r"(?<![\w/])@[A-Za-z0-9_]", out)
     assert live == ["@a"]  # only the leading mention can notify anyone
+
+
+async def test_a_text_notice_is_never_taken_for_the_image_result(
+    fake: FakeMastodon, make_adapter: MakeAdapter, tmp_path: Path
+) -> None:
+    adapter = await make_adapter()
+    request = await _request(fake, adapter)
+    notice = await adapter.post(_reply(request, "Your images will follow in about 20 minutes."))
+    result = _reply(request, media=(MediaItem(_png(tmp_path, "a.png"), "alt"),))
+    restarted = await make_adapter()
+    assert await restarted.find_existing_reply(result) is None
+    posted = await restarted.post(result)
+    assert await restarted.find_existing_reply(result) == posted
+    assert await restarted.find_existing_reply(_reply(request, "notice")) == notice

@@ -255,3 +255,19 @@ async def test_heartbeat_keeps_an_error_reply_lease(db):
     assert await queue.requeue_expired() == 0
     assert await queue.reply_sent("r", job_id, "remote-9")
     assert (await queue.get(job_id)).reply_state == ReplyState.SENT
+
+
+async def test_retry_starts_with_fresh_images(db, tmp_path: Path):
+    queue = JobQueue(db)
+    job_id = (await queue.enqueue(job("1"))).job_id
+    await queue.claim("w", max_batch=1)
+    old = tmp_path / "0.png"
+    old.write_bytes(b"png")
+    await queue.complete("w", job_id, [dict(index=0, seed=1, path=str(old), width=1, height=1)])
+    await queue.claim_replies("r")
+    await queue.reply_failed("r", job_id, "remote_refused", "422", retryable=False)
+    assert (await queue.get(job_id)).state == JobState.FAILED
+    assert await queue.retry(job_id)
+    assert await queue.images(job_id) == [] and not old.exists()
+    help_id = (await queue.enqueue(job("h", kind="help", state=JobState.FAILED))).job_id
+    assert not await queue.retry(help_id)  # notices never go to the generator
