@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import sqlite3
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -65,11 +67,15 @@ class Database:
                 connect_args={"timeout": busy_timeout_ms / 1000, "check_same_thread": False},
             )
             _configure_sqlite(self.engine, busy_timeout_ms)
+            self._checkpointer: SqliteCheckpointer | None = SqliteCheckpointer(
+                self.url.database or ""
+            )
             threads = 1
         else:
             self.engine = create_engine(
                 self.url, echo=echo, pool_size=8, max_overflow=4, pool_pre_ping=True
             )
+            self._checkpointer = None
             threads = 8
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="fedibot-db")
 
@@ -89,10 +95,11 @@ class Database:
             return fn(conn, *args, **kwargs)
 
     async def dispose(self) -> None:
-        self._executor.shutdown(wait=True)
-        self.engine.dispose()
+        self.close()
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
         self._executor.shutdown(wait=True)
         self.engine.dispose()
 
@@ -113,6 +120,9 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
+        # Checkpoints run in a background thread (see SqliteCheckpointer); this is only the
+        # safety net if that thread is not running.
+        cursor.execute("PRAGMA wal_autocheckpoint=20000")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -120,3 +130,36 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
         # IMMEDIATE: a claim's read and its UPDATE happen under one write lock, so two
         # processes never take the same job and never deadlock upgrading a read lock.
         conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class SqliteCheckpointer:
+    """Copies the WAL back into the database file every second from its own thread and
+    connection (PASSIVE: never blocks writers), so no claim or enqueue pays for a checkpoint
+    — with SQLite's automatic checkpoints, those made up the claim latency's p99."""
+
+    def __init__(self, path: str, interval: float = 1.0) -> None:
+        self.path, self.interval = path, interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        if path and path != ":memory:":
+            self._thread = threading.Thread(
+                target=self._run, name="fedibot-sqlite-checkpoint", daemon=True
+            )
+            self._thread.start()
+
+    def _run(self) -> None:
+        conn: sqlite3.Connection | None = None
+        while not self._stop.wait(self.interval):
+            try:
+                if conn is None:
+                    conn = sqlite3.connect(self.path, timeout=1, check_same_thread=False)
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            except sqlite3.Error:
+                pass  # busy or not created yet: next second
+        if conn is not None:
+            conn.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)

@@ -165,7 +165,14 @@ class Job(Base):
         ),
         Index("ix_jobs_requester_created", "requester", "created_at"),
         Index("ix_jobs_domain_created", "requester_domain", "created_at"),
-        Index("ix_jobs_reply_remote", "platform", "bot_account", "reply_remote_id"),
+        Index(
+            "ix_jobs_reply_remote",
+            "platform",
+            "bot_account",
+            "reply_remote_id",
+            sqlite_where=text("reply_remote_id IS NOT NULL"),
+            postgresql_where=text("reply_remote_id IS NOT NULL"),
+        ),
     )
 
 

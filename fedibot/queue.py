@@ -54,6 +54,9 @@ jobs = Job.__table__
 images = JobImage.__table__
 
 CLAIM_ORDER = (jobs.c.fair_seq, jobs.c.priority.desc(), jobs.c.id)
+# What a claim hands the worker: everything but the JSON documents (decoding those for every
+# claimed row cost more than the claim itself).
+CLAIM_COLUMNS = [c for c in jobs.c if c.name not in ("params", "request", "safety")]
 ACTIVE_STATES = (JobState.QUEUED, JobState.GENERATING, JobState.GENERATED, JobState.REPLYING)
 # A literal (not a bound parameter) so SQLite and PostgreSQL can use the partial indexes
 # declared with `WHERE state = 'queued'`.
@@ -256,8 +259,9 @@ class JobQueue:
         return claimed
 
     def _in_flight(self, conn: Connection, requesters: Iterable[str]) -> Counter[str]:
-        result = conn.execute(self._stmts.in_flight, {"names": list(requesters)})
-        return Counter({name: int(count) for name, count in result.all()})
+        wanted = set(requesters)
+        result = conn.execute(self._stmts.in_flight)
+        return Counter({name: int(n) for name, n in result.all() if name in wanted})
 
     async def heartbeat(
         self, worker_id: str, job_ids: Sequence[int], lease_seconds: float | None = None
@@ -769,6 +773,8 @@ class JobQueue:
         metrics.JOB_TRANSITIONS.labels(to_state=new).inc()
         if new in JobState.TERMINAL and new != old:
             metrics.JOBS_FINISHED.labels(outcome=new).inc()
+        if not log.isEnabledFor(logging.INFO):
+            return
         log.info(
             "job %s %s -> %s%s",
             job_id,
@@ -862,12 +868,12 @@ class _Statements:
                 attempts=jobs.c.attempts + 1,
                 updated_at=bindparam("now"),
             )
-            .returning(*jobs.c)
+            .returning(*CLAIM_COLUMNS)
         )
+        # All generating jobs (few: workers × batch), not `requester IN (…)`: the planner
+        # would pick the full requester index and visit every job those people ever sent.
         in_flight = (
-            select(jobs.c.requester, func.count())
-            .where(IS_GENERATING, jobs.c.requester.in_(bindparam("names", expanding=True)))
-            .group_by(jobs.c.requester)
+            select(jobs.c.requester, func.count()).where(IS_GENERATING).group_by(jobs.c.requester)
         )
         complete = (
             update(jobs)

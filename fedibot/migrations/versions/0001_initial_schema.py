@@ -196,7 +196,11 @@ def upgrade() -> None:
             postgresql_where=sa.text("reply_state = 'pending'"),
         )
         batch_op.create_index(
-            "ix_jobs_reply_remote", ["platform", "bot_account", "reply_remote_id"], unique=False
+            "ix_jobs_reply_remote",
+            ["platform", "bot_account", "reply_remote_id"],
+            unique=False,
+            sqlite_where=sa.text("reply_remote_id IS NOT NULL"),
+            postgresql_where=sa.text("reply_remote_id IS NOT NULL"),
         )
         batch_op.create_index(
             "ix_jobs_requester_created", ["requester", "created_at"], unique=False
