@@ -28,6 +28,18 @@ def tiny_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
+def data_dir(tmp_path: Path, tiny_data_dir: Path) -> Path:
+    """A fresh data dir for one test (its own images and SQLite file) whose `models/tiny`
+    links to the session's build, so nothing is rebuilt and tests never share images."""
+    folder = tmp_path / "data"
+    (folder / "models").mkdir(parents=True)
+    (folder / "models" / "tiny").symlink_to(
+        tiny_data_dir / "models" / "tiny", target_is_directory=True
+    )
+    return folder
+
+
+@pytest.fixture
 def sqlite_url(tmp_path) -> str:
     return f"sqlite:///{tmp_path / 'fedibot.db'}"
 

@@ -11,10 +11,8 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"  # before anything imports huggingface_hub
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
-import asyncio
 import re
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -23,29 +21,13 @@ from markdown_it import MarkdownIt
 
 from fedibot.app import App
 from fedibot.config import FedibotConfig, parse_config
+from tests.e2e_support import eventually, settled  # noqa: F401 (re-exported to the tests)
 from tests.fakes.lemmy_server import FakeLemmy
 
 BOT_PASSWORD = "correct horse"
 # Generous limits: only the test about the image budget tightens one on purpose. Polling
 # counts against "message", so that one must allow several requests per second.
 RATE_LIMITS = {"message": (100_000, 60), "comment": (1000, 60), "image": (1000, 60)}
-
-
-@pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """`<dir>/models/tiny`, built once for the whole session."""
-    from generator.tiny import ensure_tiny
-
-    return ensure_tiny(tmp_path_factory.mktemp("e2e-lemmy-tiny"))
-
-
-@pytest.fixture
-def data_dir(tmp_path: Path, tiny_model_dir: Path) -> Path:
-    """A fresh data dir for one test, sharing the session's tiny model through a symlink."""
-    folder = tmp_path / "data"
-    (folder / "models").mkdir(parents=True)
-    (folder / "models" / "tiny").symlink_to(tiny_model_dir, target_is_directory=True)
-    return folder
 
 
 @pytest.fixture(params=["v3", "v4"])
@@ -138,38 +120,6 @@ async def apps(data_dir: Path, fake: FakeLemmy) -> AsyncIterator[Apps]:
     started = Apps(data_dir, fake)
     yield started
     await started.stop_all()
-
-
-async def eventually(
-    check: Callable[[], Awaitable[Any] | Any], timeout: float = 20.0, interval: float = 0.05
-) -> Any:
-    """Wait until `check()` returns something truthy; fail with its last value on timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s (last: {value!r})")
-        await asyncio.sleep(interval)
-
-
-async def settled(app: App, timeout: float = 20.0) -> dict[str, int]:
-    """Wait until no job is queued, generating, generated or replying; return the stats."""
-
-    async def idle() -> dict[str, int] | None:
-        stats = await app.queue.stats()
-        busy = sum(stats[s] for s in ("queued", "generating", "generated", "replying"))
-        pending = [
-            j
-            for j in await app.queue.list_jobs(limit=500)
-            if j.reply_state in ("pending", "sending")
-        ]
-        return None if busy or pending else stats
-
-    return await eventually(idle, timeout)
 
 
 _MD = MarkdownIt("commonmark")

@@ -16,7 +16,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from federation.mastodon import MastodonAdapter
 from federation.pacing import Budget
 from fedibot.app import App
 from fedibot.config import FedibotConfig, parse_config
+from tests.e2e_support import eventually, settled  # noqa: F401 (re-exported to the tests)
 from tests.fakes.mastodon_server import FakeMastodon
 
 # High enough that only the tests about rate limits ever meet one.
@@ -73,17 +74,6 @@ class HoldingMastodon(FakeMastodon):
         self.held += 1
         await gate.wait()
         return response
-
-
-@pytest.fixture
-def data_dir(tmp_path: Path, tiny_data_dir: Path) -> Path:
-    """A fresh data dir for one test, sharing the session's tiny model through a symlink."""
-    folder = tmp_path / "data"
-    (folder / "models").mkdir(parents=True)
-    (folder / "models" / "tiny").symlink_to(
-        tiny_data_dir / "models" / "tiny", target_is_directory=True
-    )
-    return folder
 
 
 @pytest.fixture
@@ -209,39 +199,6 @@ async def apps(data_dir: Path, fake: HoldingMastodon) -> AsyncIterator[Apps]:
     started = Apps(data_dir, fake)
     yield started
     await started.stop_all()
-
-
-async def eventually(
-    check: Callable[[], Awaitable[Any] | Any], timeout: float = 20.0, interval: float = 0.05
-) -> Any:
-    """Wait until `check()` returns something truthy; fail with its last value on timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s (last: {value!r})")
-        await asyncio.sleep(interval)
-
-
-async def settled(app: App, timeout: float = 20.0) -> dict[str, int]:
-    """Wait until no job is queued, generating, generated or replying and no error reply is
-    pending; return the queue's stats."""
-
-    async def idle() -> dict[str, int] | None:
-        stats = await app.queue.stats()
-        busy = sum(stats[s] for s in ("queued", "generating", "generated", "replying"))
-        pending = [
-            j
-            for j in await app.queue.list_jobs(limit=1000)
-            if j.reply_state in ("pending", "sending")
-        ]
-        return None if busy or pending else stats
-
-    return await eventually(idle, timeout)
 
 
 def bot_statuses(fake: FakeMastodon) -> list[dict[str, Any]]:
