@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fedibot.app import App
+from fedibot.config import FedibotConfig
 
 
 async def eventually(
@@ -42,3 +43,45 @@ async def settled(app: App, timeout: float = 20.0) -> dict[str, int]:
         return None if busy or pending else stats
 
     return await eventually(idle, timeout)
+
+
+class Apps:
+    """Starts whole Apps on one test's database and stops them all at the end.
+
+    `make_config(**sections)` builds the config (sections override parts of it); `prepare`
+    may tune each App before it starts (e.g. faster media polls in the adapters)."""
+
+    def __init__(
+        self,
+        make_config: Callable[..., FedibotConfig],
+        prepare: Callable[[App], None] | None = None,
+    ) -> None:
+        self.make_config = make_config
+        self.prepare = prepare
+        self._running: list[App] = []
+
+    async def start(
+        self,
+        *,
+        with_worker: bool = True,
+        service: Any = None,
+        clock: Callable[[], float] = time.time,
+        **sections: Any,
+    ) -> App:
+        """A started App. `with_worker=False` is `fedibot run --no-worker`."""
+        app = App(
+            self.make_config(**sections), with_worker=with_worker, service=service, clock=clock
+        )
+        if self.prepare is not None:
+            self.prepare(app)
+        self._running.append(app)
+        await app.start()
+        return app
+
+    async def stop(self, app: App) -> None:
+        self._running.remove(app)
+        await app.stop()
+
+    async def stop_all(self) -> None:
+        while self._running:
+            await self.stop(self._running[-1])

@@ -6,6 +6,7 @@ and SQLite file) whose `models/tiny` links to the session's build, so nothing is
 
 from __future__ import annotations
 
+import functools
 import os
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # before anything imports huggingface_hub
@@ -19,9 +20,8 @@ from typing import Any
 import pytest
 from markdown_it import MarkdownIt
 
-from fedibot.app import App
 from fedibot.config import FedibotConfig, parse_config
-from tests.e2e_support import eventually, settled  # noqa: F401 (re-exported to the tests)
+from tests.e2e_support import Apps, eventually, settled  # noqa: F401 (re-exported to the tests)
 from tests.fakes.lemmy_server import FakeLemmy
 
 BOT_PASSWORD = "correct horse"
@@ -89,35 +89,10 @@ def app_config(data_dir: Path, fake: FakeLemmy, **sections: Any) -> FedibotConfi
     return parse_config(raw)
 
 
-class Apps:
-    """Starts whole Apps against the fake on one test's database, and stops them all."""
-
-    def __init__(self, data_dir: Path, fake: FakeLemmy) -> None:
-        self.data_dir = data_dir
-        self.fake = fake
-        self._running: list[App] = []
-
-    async def start(self, *, with_worker: bool = True, **sections: Any) -> App:
-        """A started App; `sections` override parts of `app_config` (merged one level deep).
-        `with_worker=False` is `fedibot run --no-worker`: it listens and replies only."""
-        app = App(app_config(self.data_dir, self.fake, **sections), with_worker=with_worker)
-        self._running.append(app)
-        await app.start()
-        return app
-
-    async def stop(self, app: App) -> None:
-        self._running.remove(app)
-        await app.stop()
-
-    async def stop_all(self) -> None:
-        while self._running:
-            await self.stop(self._running[-1])
-
-
 @pytest.fixture
 async def apps(data_dir: Path, fake: FakeLemmy) -> AsyncIterator[Apps]:
     """`await apps.start()` → a running App; every App still running is stopped at the end."""
-    started = Apps(data_dir, fake)
+    started = Apps(functools.partial(app_config, data_dir, fake))
     yield started
     await started.stop_all()
 

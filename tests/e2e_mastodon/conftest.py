@@ -8,6 +8,7 @@ rebuilt and job ids of different tests never share an image folder.
 
 from __future__ import annotations
 
+import functools
 import os
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # before anything imports huggingface_hub
@@ -15,8 +16,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 import asyncio
 import json
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from federation.mastodon import MastodonAdapter
 from federation.pacing import Budget
 from fedibot.app import App
 from fedibot.config import FedibotConfig, parse_config
-from tests.e2e_support import eventually, settled  # noqa: F401 (re-exported to the tests)
+from tests.e2e_support import Apps, eventually, settled  # noqa: F401 (re-exported to the tests)
 from tests.fakes.mastodon_server import FakeMastodon
 
 # High enough that only the tests about rate limits ever meet one.
@@ -154,49 +154,16 @@ def tune(adapter: MastodonAdapter) -> None:
     adapter.media_budget = Budget("media", None, None)
 
 
-class Apps:
-    """Starts whole Apps against the fake on one test's database, and stops them all."""
-
-    def __init__(self, data_dir: Path, fake: FakeMastodon) -> None:
-        self.data_dir = data_dir
-        self.fake = fake
-        self._running: list[App] = []
-
-    async def start(
-        self,
-        *,
-        with_worker: bool = True,
-        service: Any = None,
-        clock: Callable[[], float] = time.time,
-        **sections: Any,
-    ) -> App:
-        """A started App; `sections` override parts of the config (merged one level deep)."""
-        app = App(
-            app_config(self.data_dir, self.fake, **sections),
-            with_worker=with_worker,
-            service=service,
-            clock=clock,
-        )
-        for adapter in app.adapters.values():
-            assert isinstance(adapter, MastodonAdapter)
-            tune(adapter)
-        self._running.append(app)
-        await app.start()
-        return app
-
-    async def stop(self, app: App) -> None:
-        self._running.remove(app)
-        await app.stop()
-
-    async def stop_all(self) -> None:
-        while self._running:
-            await self.stop(self._running[-1])
+def tune_app(app: App) -> None:
+    for adapter in app.adapters.values():
+        assert isinstance(adapter, MastodonAdapter)
+        tune(adapter)
 
 
 @pytest.fixture
 async def apps(data_dir: Path, fake: HoldingMastodon) -> AsyncIterator[Apps]:
     """`await apps.start()` → a running App; every App still running is stopped at the end."""
-    started = Apps(data_dir, fake)
+    started = Apps(functools.partial(app_config, data_dir, fake), prepare=tune_app)
     yield started
     await started.stop_all()
 
