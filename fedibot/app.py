@@ -18,6 +18,7 @@ from fedibot.cursors import DbCursorStore
 from fedibot.db import Database
 from fedibot.ingest import Ingest
 from fedibot.migrate import upgrade
+from fedibot.models import JobState
 from fedibot.ops import OpsServer, record_queue_depth
 from fedibot.policy import Policy
 from fedibot.prompt import PromptRules, usage_text
@@ -201,6 +202,8 @@ class App:
             self.config.generator,
             worker_name("worker"),
         )
+        worker = self.worker
+        self.queue.add_listener(lambda state: worker.wake() if state == JobState.QUEUED else None)
         self._spawn(self.worker.run(), "worker")
 
     def _start_scheduler(self) -> None:

@@ -139,6 +139,12 @@ class JobQueue:
         self.settings = settings or QueueSettings()
         self._pg = not db.is_sqlite
         self._stmts = _Statements.build(self._pg)
+        self._listeners: list[Callable[[str], None]] = []
+
+    def add_listener(self, listener: Callable[[str], None]) -> None:
+        """Called with the new state after every change this process makes (to wake the
+        worker or the replier at once instead of at their next poll)."""
+        self._listeners.append(listener)
 
     def _now(self) -> float:
         return self.settings.clock()
@@ -766,10 +772,11 @@ class JobQueue:
         return len(ids), removed
 
     # ------------------------------------------------------------------ logging
-    @staticmethod
     def _transition(
-        job_id: int, old: str | None, new: str, reason: str | None = None, **extra: Any
+        self, job_id: int, old: str | None, new: str, reason: str | None = None, **extra: Any
     ) -> None:
+        for listener in self._listeners:
+            listener(new)
         metrics.JOB_TRANSITIONS.labels(to_state=new).inc()
         if new in JobState.TERMINAL and new != old:
             metrics.JOBS_FINISHED.labels(outcome=new).inc()

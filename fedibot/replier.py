@@ -49,14 +49,23 @@ class Replier:
         self.worker_id = worker_id
         self.campaign_poster = campaign_poster
         self._stop = asyncio.Event()
+        self._wake = asyncio.Event()
+        queue.add_listener(self._on_change)
+
+    def _on_change(self, state: str) -> None:
+        if state in (JobState.GENERATED, JobState.REJECTED, JobState.FAILED):
+            self._wake.set()
 
     def request_stop(self) -> None:
         self._stop.set()
+        self._wake.set()
 
     async def run(self) -> None:
-        """Post until stopped; idle waits are short so replies go out quickly."""
+        """Post until stopped. Woken at once by this process's own state changes; the poll
+        interval covers work that other processes (`fedibot worker`) finished."""
         poll = self.config.replies.poll_seconds
         while not self._stop.is_set():
+            self._wake.clear()
             try:
                 handled = await self.process_once()
             except Exception:  # e.g. the database restarting: keep going, the queue holds all
@@ -64,7 +73,7 @@ class Replier:
                 handled = 0
             if handled == 0:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), timeout=poll)
+                    await asyncio.wait_for(self._wake.wait(), timeout=poll)
 
     async def process_once(self) -> int:
         lease = self.config.replies.lease_seconds

@@ -59,6 +59,7 @@ class Worker:
         self.batches_done = 0
         self._stopping = False
         self._stop_event: asyncio.Event | None = None
+        self._wake_event: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._store_task: asyncio.Task[None] | None = None
 
@@ -86,6 +87,7 @@ class Worker:
         """Serve until request_stop() (or, with exit_when_empty, until a claim comes back empty)."""
         self._loop = asyncio.get_running_loop()
         self._stop_event = asyncio.Event()
+        self._wake_event = asyncio.Event()
         if self._stopping:
             self._stop_event.set()
         prefetch: asyncio.Task[list[GenerationRequest]] | None = None
@@ -230,12 +232,23 @@ class Worker:
         err = GenerationError(INTERRUPTED, "the worker stopped before starting this job", True)
         await self._report(batch, [err] * len(batch))
 
+    def wake(self) -> None:
+        """New work was queued: end an idle wait now (call from the worker's event loop)."""
+        if self._wake_event is not None:
+            self._wake_event.set()
+
     async def _sleep(self, seconds: float) -> None:
-        if self._stop_event is None:
+        """Idle: wait `seconds`, or less when stopped or woken."""
+        if self._stop_event is None or self._wake_event is None:
             await asyncio.sleep(seconds)
             return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stop_event.wait(), seconds)
+        waits = [asyncio.ensure_future(e.wait()) for e in (self._stop_event, self._wake_event)]
+        try:
+            await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+            self._wake_event.clear()
 
 
 def install_signal_handlers(

@@ -1,0 +1,40 @@
+"""Work this process queues wakes the idle worker at once instead of at its next poll."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fedibot.models import JobState
+from fedibot.queue import JobQueue
+from fedibot.work_source import QueueWorkSource
+from generator.config import GeneratorConfig, SafetyConfig
+from generator.service import GeneratorService
+from generator.worker import Worker
+from tests.queue.test_queue import job
+
+
+async def test_a_queued_job_wakes_an_idle_worker(sqlite_db, tiny_data_dir):
+    config = GeneratorConfig(
+        device="cpu",
+        data_dir=str(tiny_data_dir),
+        safety=SafetyConfig(classifier="none"),
+        idle_poll_seconds=120,  # without the wake-up the job would wait two minutes
+        cpu_threads=1,
+    )
+    queue = JobQueue(sqlite_db)
+    service = GeneratorService(config)
+    worker = Worker(QueueWorkSource(queue), service, config, "w")
+    queue.add_listener(lambda state: worker.wake() if state == JobState.QUEUED else None)
+    task = asyncio.ensure_future(worker.run())
+    try:
+        await asyncio.sleep(0.5)  # the worker found nothing and is idle now
+        job_id = (await queue.enqueue(job("1", width=64, height=64, steps=2))).job_id
+        for _ in range(600):
+            if (await queue.get(job_id)).state == JobState.GENERATED:
+                break
+            await asyncio.sleep(0.05)
+        assert (await queue.get(job_id)).state == JobState.GENERATED
+    finally:
+        worker.request_stop()
+        await asyncio.wait_for(task, 30)
+        service.close()
