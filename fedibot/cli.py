@@ -9,7 +9,13 @@ from typing import Any
 
 import click
 
-from fedibot.cli_common import load_config_or_exit, print_json, run_async
+from fedibot.cli_common import (
+    load_config_or_exit,
+    make_table,
+    print_json,
+    print_table,
+    run_async,
+)
 
 
 def setup_logs(config: Any) -> None:
@@ -187,15 +193,7 @@ def queue_stats(as_json: bool) -> None:
     if as_json:
         print_json(stats)
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title="jobs per state")
-    table.add_column("state")
-    table.add_column("jobs", justify="right")
-    for state, count in stats.items():
-        table.add_row(state, str(count))
-    Console().print(table)
+    print_table(make_table("jobs per state", ("state", "jobs"), stats.items()))
 
 
 @queue.command("list")
@@ -216,17 +214,16 @@ def queue_list(state: str | None, requester: str | None, limit: int, as_json: bo
     if as_json:
         print_json([_job_dict(r) for r in rows])
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"{len(rows)} jobs")
-    for col in ("id", "state", "kind", "requester", "prompt", "error"):
-        table.add_column(col)
-    for r in rows:
-        table.add_row(
-            str(r.id), r.state, r.kind, r.requester, (r.prompt or "")[:40], r.error_code or ""
+    print_table(
+        make_table(
+            f"{len(rows)} jobs",
+            ("id", "state", "kind", "requester", "prompt", "error"),
+            (
+                (r.id, r.state, r.kind, r.requester, (r.prompt or "")[:40], r.error_code)
+                for r in rows
+            ),
         )
-    Console().print(table)
+    )
 
 
 @queue.command("show")
@@ -249,13 +246,7 @@ def queue_show(job_id: int, as_json: bool) -> None:
     if as_json:
         print_json(data)
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"job {job_id}", show_header=False)
-    for key, value in data.items():
-        table.add_row(key, str(value))
-    Console().print(table)
+    print_table(make_table(f"job {job_id}", ("field", "value"), data.items()))
 
 
 @queue.command("retry")

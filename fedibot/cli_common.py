@@ -46,14 +46,16 @@ def _json_default(value: Any) -> Any:
 
 
 def make_table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Table:
-    """A rich table with one header per column; cells are str()-ed (None → "")."""
+    """A rich table with one header per column; cells are str()-ed (None → "") and escaped,
+    so user text such as a note or prompt with [brackets] shows as written."""
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title=title, show_lines=False)
     for column in columns:
         table.add_column(column)
     for row in rows:
-        table.add_row(*("" if cell is None else str(cell) for cell in row))
+        table.add_row(*("" if cell is None else escape(str(cell)) for cell in row))
     return table
 
 

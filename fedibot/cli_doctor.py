@@ -31,13 +31,18 @@ def doctor(as_json: bool, skip_accounts: bool) -> None:
         print_json({"ok": ok, "checks": checks})
     else:
         from rich.console import Console
+        from rich.markup import escape
         from rich.table import Table
 
         table = Table(title="fedibot doctor")
         for col in ("check", "", "detail / fix"):
             table.add_column(col)
         for c in checks:
-            table.add_row(c["check"], "[green]ok[/]" if c["ok"] else "[red]FAIL[/]", c["detail"])
+            table.add_row(
+                escape(c["check"]),
+                "[green]ok[/]" if c["ok"] else "[red]FAIL[/]",
+                escape(c["detail"]),
+            )
         Console().print(table)
     sys.exit(0 if ok else 1)
 
