@@ -31,6 +31,8 @@ def test_configured_secrets_and_bearer_tokens_are_masked():
 
 
 def test_json_format_carries_job_fields(capsys):
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
     setup_logging("INFO", "json", ["supersecretvalue"])
     logging.getLogger("fedibot.queue").info(
         "job %s %s -> %s with supersecretvalue",
@@ -40,6 +42,7 @@ def test_json_format_carries_job_fields(capsys):
         extra={"job_id": 7, "from_state": "queued", "to_state": "generating"},
     )
     line = capsys.readouterr().err.strip().splitlines()[-1]
+    root.handlers[:], root.level = saved  # the handler wrote to pytest's capture stream
     data = json.loads(line)
     assert data["job_id"] == 7 and data["to_state"] == "generating"
     assert "supersecretvalue" not in line

@@ -59,8 +59,15 @@ async def test_requester_held_back_by_the_image_budget_is_told_how_long_once(
     notices = [a for a in answers if "![" not in a["content"]]
     assert len(with_image) == 1 and len(notices) == 1  # one image fits the window, one waits
     assert "about 1 minute" in notices[0]["content"]
-    (job,) = [j for j in await app.queue.list_jobs() if j.params.get("wait_notice_sent")]
-    assert job.state == "generated"
+
+    async def held_back() -> list:
+        return [
+            j
+            for j in await app.queue.list_jobs()
+            if j.params.get("wait_notice_sent") and j.state == "generated"
+        ]
+
+    assert len(await eventually(held_back)) == 1  # back in the queue, waiting for the window
     waiting = mentions[answers.index(notices[0])]
     # A further retry inside the window does not tell them again.
     await app.replier.process_once()
