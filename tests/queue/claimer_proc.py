@@ -1,14 +1,17 @@
 """A claimer in its own OS process: claims batches until the queue is empty.
 
-usage: python -m tests.queue.claimer_proc DB_URL WORKER_ID OUT_FILE [--hold]
+usage: python -m tests.queue.claimer_proc DB_URL WORKER_ID OUT_FILE [--hold] [--go FILE]
 Writes one completed job id per line. With --hold it claims one batch, writes the claimed
-ids, then sleeps (to be killed mid-lease).
+ids, then sleeps (to be killed mid-lease). With --go it writes OUT_FILE.ready and waits for
+FILE to exist before claiming, so several processes start together; each batch then takes a
+couple of milliseconds of pretend work, as a real worker's would.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sys
+from pathlib import Path
 
 from fedibot.db import Database
 from fedibot.queue import JobQueue, QueueSettings
@@ -17,6 +20,11 @@ from fedibot.queue import JobQueue, QueueSettings
 async def main(url: str, worker: str, out: str, hold: bool) -> None:
     db = Database(url)
     queue = JobQueue(db, QueueSettings(per_requester_in_flight=10_000, lease_seconds=2))
+    go = sys.argv[sys.argv.index("--go") + 1] if "--go" in sys.argv else None
+    if go:
+        Path(out + ".ready").touch()
+        while not Path(go).exists():
+            await asyncio.sleep(0.01)
     with open(out, "w") as fh:
         if hold:
             batch = await queue.claim(worker, max_batch=8)
@@ -24,6 +32,8 @@ async def main(url: str, worker: str, out: str, hold: bool) -> None:
             fh.flush()
             await asyncio.sleep(3600)
         while batch := await queue.claim(worker, max_batch=8):
+            if go:
+                await asyncio.sleep(0.002)
             for row in batch:
                 if await queue.complete(worker, row.id, []):
                     fh.write(f"{row.id}\n")

@@ -30,7 +30,13 @@ async def test_two_processes_complete_each_job_exactly_once(db, db_url, tmp_path
     for i in range(400):
         await queue.enqueue(job(str(i), requester=f"user{i % 11}@example.social"))
     outs = [tmp_path / f"p{i}.txt" for i in range(3)]
-    procs = [spawn(db_url, f"proc{i}", out) for i, out in enumerate(outs)]
+    go = tmp_path / "go"
+    procs = [spawn(db_url, f"proc{i}", out, "--go", str(go)) for i, out in enumerate(outs)]
+    for _ in range(600):  # all three connected and waiting at the barrier
+        if all(Path(f"{out}.ready").exists() for out in outs):
+            break
+        await asyncio.sleep(0.05)
+    go.touch()
     for proc in procs:
         assert await asyncio.to_thread(proc.wait, 120) == 0
     done = Counter(int(x) for out in outs for x in out.read_text().split())
