@@ -44,6 +44,7 @@ from federation.lemmy_config import LemmyAccountConfig
 from federation.types import MediaItem, Mention, OutgoingPost, Visibility
 from fedibot.app import App
 from fedibot.config import FedibotConfig, parse_config
+from tests.e2e_support import NO_QUOTAS
 from tests.fakes.lemmy_server import FakeLemmy
 
 PASSWORD = "bench password"
@@ -82,14 +83,7 @@ def bench_config(data_dir: Path, fake: FakeLemmy, poll: float) -> FedibotConfig:
             "database": {"url": f"sqlite:///{data_dir / 'bench.db'}"},
             "server": {"enabled": False},
             "replies": {"poll_seconds": REPLIER_POLL},
-            "quotas": {
-                "user_requests_per_hour": 0,
-                "user_requests_per_day": 0,
-                "user_images_per_day": 0,
-                "user_jobs_in_flight": 0,
-                "instance_requests_per_hour": 0,
-                "instance_requests_per_day": 0,
-            },
+            "quotas": NO_QUOTAS,
             "generator": {
                 "device": "cpu",
                 "cpu_threads": 1,

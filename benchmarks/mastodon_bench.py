@@ -52,6 +52,7 @@ from federation.types import MediaItem, OutgoingPost
 from fedibot.app import App
 from fedibot.config import parse_config
 from fedibot.mention_codec import mention_from_dict
+from tests.e2e_support import NO_QUOTAS
 from tests.fakes.mastodon_server import FakeMastodon
 
 TARGET_P50_MS = 150.0
@@ -97,14 +98,7 @@ def config(data_dir: Path, fake: FakeMastodon, poll: float) -> Any:
             "server": {"enabled": False},
             "logging": {"level": "WARNING"},
             "replies": {"poll_seconds": poll},
-            "quotas": {
-                "user_requests_per_hour": 0,
-                "user_requests_per_day": 0,
-                "user_images_per_day": 0,
-                "user_jobs_in_flight": 0,
-                "instance_requests_per_hour": 0,
-                "instance_requests_per_day": 0,
-            },
+            "quotas": NO_QUOTAS,
             "generator": {
                 "device": "cpu",
                 "cpu_threads": 1,

@@ -47,10 +47,6 @@ def normalize_url(url: str) -> URL:
     return parsed.set(drivername=driver)
 
 
-def is_sqlite(url: str | URL) -> bool:
-    return make_url(str(url) if isinstance(url, URL) else url).get_backend_name() == "sqlite"
-
-
 class Database:
     """One database for the whole process: `await db.run(fn, ...)` runs `fn(conn, ...)` in a
     transaction (committed when fn returns, rolled back when it raises)."""

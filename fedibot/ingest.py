@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import re
-import secrets
 from datetime import UTC
 from typing import Any
 
@@ -20,16 +18,13 @@ from fedibot.compose import reply_visibility
 from fedibot.config import FedibotConfig
 from fedibot.mention_codec import mention_to_dict
 from fedibot.models import JobState, ReplyState
+from fedibot.options import Options, resolve_options
 from fedibot.policy import Decision, Policy
-from fedibot.prompt import ParsedRequest, PromptError, PromptRules, apply_style, parse
+from fedibot.prompt import ParsedRequest, PromptError, PromptRules, parse
 from fedibot.queue import JobQueue, NewJob, batch_key
-from generator.config import ModelPreset
-from generator.limits import check_request
-from generator.types import GenerationRequest
 
 log = logging.getLogger("fedibot.ingest")
 
-SEED_SPACE = 2**32
 BAD_PROMPT_CODES = {
     "bad_option",
     "empty_prompt",
@@ -37,22 +32,6 @@ BAD_PROMPT_CODES = {
     "unknown_model",
     "unknown_style",
 }
-
-
-@dataclasses.dataclass(frozen=True)
-class Options:
-    """A generation request with every option decided."""
-
-    prompt: str
-    negative_prompt: str
-    model: str
-    width: int
-    height: int
-    steps: int
-    guidance: float
-    n: int
-    seed: int
-    style: str | None = None
 
 
 class Ingest:
@@ -63,7 +42,6 @@ class Ingest:
         self.policy = policy
         self.config = config
         self.rules = PromptRules.from_config(config.prompt, config.generator.models)
-        self._models = {name.casefold(): name for name in config.generator.models}
 
     async def __call__(self, mention: Mention) -> None:
         await self.handle(mention)
@@ -151,70 +129,7 @@ class Ingest:
 
     # ------------------------------------------------------------------ options
     def resolve(self, parsed: ParsedRequest, base: dict[str, Any] | None = None) -> Options:
-        """Fill defaults from the model's preset and check its limits (PromptError if not)."""
-        base = base or {}
-        gen = self.config.generator
-        asked = parsed.model or base.get("model") or gen.default_model
-        model = self._models.get(asked.casefold())
-        if model is None:
-            raise PromptError(
-                "unknown_model",
-                f"the model {asked!r} is not available; available: {', '.join(gen.models)}",
-            )
-        preset = gen.model(model).preset
-        if parsed.command == "again":
-            prompt = base.get("prompt", "")
-            negative = base.get("negative_prompt", "")
-            style = base.get("style")
-        else:
-            prompt, negative = apply_style(parsed, self.config.prompt.styles)
-            style = parsed.style
-        if parsed.size:
-            width, height = parsed.size
-        elif parsed.aspect:
-            width, height = size_for_aspect(parsed.aspect, preset)
-        else:
-            width = base.get("width", preset.width)
-            height = base.get("height", preset.height)
-        options = Options(
-            prompt=prompt,
-            negative_prompt=negative,
-            model=model,
-            width=int(width),
-            height=int(height),
-            steps=parsed.steps or base.get("steps") or preset.steps,
-            guidance=float(
-                parsed.cfg if parsed.cfg is not None else base.get("guidance", preset.guidance)
-            ),
-            n=parsed.n or base.get("n") or self.config.prompt.default_n,
-            seed=parsed.seed if parsed.seed is not None else secrets.randbelow(SEED_SPACE),
-            style=style,
-        )
-        error = check_request(
-            gen,
-            GenerationRequest(
-                job_id=0,
-                prompt=options.prompt,
-                seeds=[options.seed + i for i in range(options.n)],
-                negative_prompt=options.negative_prompt,
-                model=options.model,
-                width=options.width,
-                height=options.height,
-                steps=options.steps,
-                guidance=options.guidance,
-            ),
-        )
-        if error is not None:
-            raise PromptError("bad_option", self._explain_limits(error.message, model, preset))
-        return options
-
-    @staticmethod
-    def _explain_limits(message: str, model: str, preset: ModelPreset) -> str:
-        return (
-            f"{message}. Allowed for {model}: --size up to {preset.max_width}x{preset.max_height} "
-            f"(multiples of 8), --steps {preset.min_steps}-{preset.max_steps}, "
-            f"--cfg {preset.min_guidance:g}-{preset.max_guidance:g}"
-        )
+        return resolve_options(self.config, parsed, base)
 
     def _public_reply_visibility(self, account: str) -> str:
         try:
@@ -376,14 +291,3 @@ _PRIVATE = re.compile(r"(?<!\S)(?:--|[—–])private\b", re.IGNORECASE)
 def asks_private(text: str) -> bool:
     """`--private` anywhere, also in a request the grammar refuses (its error stays private)."""
     return bool(_PRIVATE.search(text))
-
-
-def size_for_aspect(aspect: tuple[int, int], preset: ModelPreset) -> tuple[int, int]:
-    """The model's default area at the asked aspect ratio, in multiples of 8, within limits."""
-    a, b = aspect
-    area = preset.width * preset.height
-    width = math.sqrt(area * a / b)
-    height = width * b / a
-    scale = min(1.0, preset.max_width / width, preset.max_height / height)
-    width, height = width * scale, height * scale
-    return max(64, int(width // 8 * 8)), max(64, int(height // 8 * 8))

@@ -58,7 +58,6 @@ CLAIM_ORDER = (jobs.c.fair_seq, jobs.c.priority.desc(), jobs.c.id)
 # What a claim hands the worker: everything but the JSON documents (decoding those for every
 # claimed row cost more than the claim itself).
 CLAIM_COLUMNS = [c for c in jobs.c if c.name not in ("params", "request", "safety")]
-ACTIVE_STATES = (JobState.QUEUED, JobState.GENERATING, JobState.GENERATED, JobState.REPLYING)
 # A literal (not a bound parameter) so SQLite and PostgreSQL can use the partial indexes
 # declared with `WHERE state = 'queued'`.
 IS_QUEUED = jobs.c.state == literal_column("'queued'")
@@ -628,9 +627,7 @@ class JobQueue:
         now = self._now()
 
         def _retry(conn: Connection) -> str | None:
-            row = conn.execute(
-                select(jobs.c.state, jobs.c.kind).where(jobs.c.id == job_id)
-            ).first()
+            row = conn.execute(select(jobs.c.state, jobs.c.kind).where(jobs.c.id == job_id)).first()
             if row is None or row.state not in (JobState.FAILED, JobState.CANCELLED):
                 return None
             if row.kind not in ("mention", "campaign"):

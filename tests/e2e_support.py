@@ -11,6 +11,16 @@ from typing import Any
 from fedibot.app import App
 from fedibot.config import FedibotConfig
 
+# Load tests and benchmarks send many requests from few accounts: no quota may interfere.
+NO_QUOTAS = {
+    "user_requests_per_hour": 0,
+    "user_requests_per_day": 0,
+    "user_images_per_day": 0,
+    "user_jobs_in_flight": 0,
+    "instance_requests_per_hour": 0,
+    "instance_requests_per_day": 0,
+}
+
 
 async def eventually(
     check: Callable[[], Awaitable[Any] | Any], timeout: float = 20.0, interval: float = 0.05

@@ -1,17 +1,18 @@
 """A campaign's `model`, `style` and `options` → generation options, through the same prompt
-grammar and preset limits as a mention (`Ingest.resolve`)."""
+grammar and preset limits as a mention (`fedibot.options`)."""
 
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING
 
+from fedibot.options import resolve_options as resolve_options_for
 from fedibot.prompt import ParsedRequest, PromptError, PromptRules, parse
 
 if TYPE_CHECKING:
     from fedibot.campaign_config import CampaignConfig
     from fedibot.config import FedibotConfig
-    from fedibot.ingest import Options
+    from fedibot.options import Options
 
 _PLACEHOLDER = "x"
 
@@ -50,12 +51,8 @@ def resolve_options(
     config: FedibotConfig, campaign: CampaignConfig, prompt: str, *, seed: int
 ) -> Options:
     """Every generation option decided (defaults from the model's preset, limits checked)."""
-    from fedibot.ingest import Ingest
-
     parsed = parse_campaign_options(config, campaign)
     parsed = dataclasses.replace(
         parsed, prompt=prompt, seed=parsed.seed if parsed.seed is not None else seed
     )
-    # resolve() reads only the config: no queue or policy is needed.
-    resolver = Ingest(cast(Any, None), cast(Any, None), config)
-    return resolver.resolve(parsed)
+    return resolve_options_for(config, parsed)

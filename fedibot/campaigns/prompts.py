@@ -11,8 +11,7 @@ import random
 
 from fedibot.campaign_config import CampaignConfig, template_fields
 from fedibot.campaigns.schedule import local_time
-
-SEED_SPACE = 2**32
+from generator.requests import SEED_SPACE
 
 
 def run_key(campaign: str, scheduled_at: float) -> str:

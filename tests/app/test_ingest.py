@@ -90,10 +90,12 @@ async def test_again_by_someone_else_is_refused(ingest):
     original = await _result_of(ingest, mention("secret cat", visibility=Visibility.PRIVATE), "r1")
     other = await _job(ingest, mention("again", acct="bob@else.example", in_reply_to_id="r1"))
     assert other.state == JobState.REJECTED and other.error_code == "not_allowed"
-    mine = await _job(ingest, mention("again --n 2", in_reply_to_id="r1"))
-    assert mine.state == JobState.QUEUED and mine.prompt == "secret cat" and mine.n == 2
-    assert mine.seed != original.seed or mine.n != original.n
+    mine = await _job(ingest, mention("again", in_reply_to_id="r1"))
+    assert mine.state == JobState.QUEUED and mine.prompt == "secret cat"
+    assert mine.n == original.n and mine.seed != original.seed  # same request, new seeds
     assert mine.visibility == "private"  # never wider than the result it re-rolls
+    more = await _job(ingest, mention("again --n 2 --seed 9", in_reply_to_id="r1"))
+    assert (more.prompt, more.n, more.seed) == ("secret cat", 2, 9)
 
 
 async def test_again_on_a_help_reply_is_not_a_result(ingest):

@@ -27,7 +27,7 @@ from federation.mastodon import MastodonAdapter
 from federation.pacing import Budget
 from fedibot.app import App
 from fedibot.config import FedibotConfig, parse_config
-from tests.e2e_support import Apps, eventually, settled  # noqa: F401 (re-exported to the tests)
+from tests.e2e_support import NO_QUOTAS, Apps, eventually, settled  # noqa: F401 (re-exported to the tests)
 from tests.fakes.mastodon_server import FakeMastodon
 
 # High enough that only the tests about rate limits ever meet one.
@@ -107,14 +107,7 @@ def raw_config(data_dir: Path, fake: FakeMastodon, **sections: Any) -> dict[str,
             "reply_retry_max_seconds": 1.0,
             "per_requester_in_flight": 4,
         },
-        "quotas": {
-            "user_requests_per_hour": 0,
-            "user_requests_per_day": 0,
-            "user_images_per_day": 0,
-            "user_jobs_in_flight": 0,
-            "instance_requests_per_hour": 0,
-            "instance_requests_per_day": 0,
-        },
+        "quotas": NO_QUOTAS,
         "generator": {
             "device": "cpu",
             "cpu_threads": 1,
