@@ -1,5 +1,5 @@
 """Benchmark: a whole Fediseer sync of a 10,000-instance trust graph over real HTTP — fetch +
-rules + plan + apply to the database (`fedibot.fediseer_apply.sync_fediseer`) — and the
+rules + plan + apply to the database (`fedibot.moderation.fediseer_apply.sync_fediseer`) — and the
 database-backed `allowlist show DOMAIN` lookup.
 
 The fake server runs in its own process (as a remote server would), with its query-string
@@ -38,11 +38,11 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import delete, func, insert, select  # noqa: E402
 
-from fedibot.allowlist import Allowlist, audit_t, fediseer_t  # noqa: E402
-from fedibot.db import Database  # noqa: E402
-from fedibot.fediseer_apply import runs_t, sync_fediseer  # noqa: E402
-from fedibot.migrate import upgrade  # noqa: E402
-from fedibot.models import Job  # noqa: E402
+from fedibot.moderation.allowlist import Allowlist, audit_t, fediseer_t  # noqa: E402
+from fedibot.moderation.fediseer_apply import runs_t, sync_fediseer  # noqa: E402
+from fedibot.storage.database import Database  # noqa: E402
+from fedibot.storage.migrate import upgrade  # noqa: E402
+from fedibot.storage.models import Job  # noqa: E402
 from fediseer_sync.client import FediseerClient  # noqa: E402
 from fediseer_sync.config import FediseerConfig  # noqa: E402
 from fediseer_sync.models import TrustResult  # noqa: E402

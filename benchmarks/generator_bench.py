@@ -23,11 +23,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from generator.config import GeneratorConfig, ModelConfig, ModelPreset, SafetyConfig
-from generator.memory_source import MemoryWorkSource
 from generator.requests import build_request
 from generator.service import GeneratorService
 from generator.types import GenerationRequest
 from generator.worker import Worker
+from tests.memory_source import MemoryWorkSource
 
 
 def parse_args() -> argparse.Namespace:

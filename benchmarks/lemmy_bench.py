@@ -43,7 +43,7 @@ from federation.lemmy import LemmyAdapter
 from federation.lemmy_config import LemmyAccountConfig
 from federation.types import MediaItem, Mention, OutgoingPost, Visibility
 from fedibot.app import App
-from fedibot.config import FedibotConfig, parse_config
+from fedibot.config.loader import FedibotConfig, parse_config
 from tests.e2e_support import NO_QUOTAS
 from tests.fakes.lemmy_server import FakeLemmy
 

@@ -50,8 +50,8 @@ from federation.mastodon import MastodonAdapter
 from federation.pacing import Budget
 from federation.types import MediaItem, OutgoingPost
 from fedibot.app import App
-from fedibot.config import parse_config
-from fedibot.mention_codec import mention_from_dict
+from fedibot.config.loader import parse_config
+from fedibot.intake.mention_codec import mention_from_dict
 from tests.e2e_support import NO_QUOTAS
 from tests.fakes.mastodon_server import FakeMastodon
 

@@ -21,8 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from fedibot.prompt_config import PromptFilterConfig  # noqa: E402
-from fedibot.prompt_filter import PromptFilter, default_list  # noqa: E402
+from fedibot.config.prompt import PromptFilterConfig  # noqa: E402
+from fedibot.moderation.prompt_filter import PromptFilter, default_list  # noqa: E402
 
 TARGET_US = 1000.0
 ROUNDS = 2000

@@ -25,9 +25,9 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import insert
 
-from fedibot.db import Database
-from fedibot.migrate import upgrade
-from fedibot.queue import JobQueue, NewJob, QueueSettings, batch_key, jobs
+from fedibot.queue.jobs import JobQueue, NewJob, QueueSettings, batch_key, jobs
+from fedibot.storage.database import Database
+from fedibot.storage.migrate import upgrade
 
 REQUESTERS = 1000
 

@@ -1,3 +1,3 @@
-from fedibot.cli import main
+from fedibot.cli.main import main
 
 main()

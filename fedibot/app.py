@@ -13,18 +13,18 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from federation.base import Adapter
-from fedibot.config import FedibotConfig
-from fedibot.cursors import DbCursorStore
-from fedibot.db import Database
-from fedibot.ingest import Ingest
-from fedibot.migrate import upgrade
-from fedibot.models import JobState
-from fedibot.ops import OpsServer, record_queue_depth
-from fedibot.policy import Policy
-from fedibot.prompt import PromptRules, usage_text
-from fedibot.prompt_filter import PromptFilter
-from fedibot.queue import JobQueue, QueueSettings
-from fedibot.replier import Replier
+from fedibot.config.loader import FedibotConfig
+from fedibot.intake.grammar import PromptRules, usage_text
+from fedibot.intake.ingest import Ingest
+from fedibot.moderation.policy import Policy
+from fedibot.moderation.prompt_filter import PromptFilter
+from fedibot.ops.server import OpsServer, record_queue_depth
+from fedibot.outbound.replier import Replier
+from fedibot.queue.jobs import JobQueue, QueueSettings
+from fedibot.storage.cursors import DbCursorStore
+from fedibot.storage.database import Database
+from fedibot.storage.migrate import upgrade
+from fedibot.storage.models import JobState
 
 log = logging.getLogger("fedibot.app")
 
@@ -91,7 +91,7 @@ class App:
         rules = PromptRules.from_config(config.prompt, config.generator.models)
         self.campaigns: Any = None
         if config.campaigns:
-            from fedibot.campaigns import CampaignManager
+            from fedibot.campaigns.manager import CampaignManager
 
             self.campaigns = CampaignManager(config, self.queue, self.db, clock=clock)
         self.replier = Replier(
@@ -182,7 +182,7 @@ class App:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                from fedibot import metrics
+                from fedibot.ops import metrics
 
                 metrics.ADAPTER_ERRORS.labels(account=name, kind="listener").inc()
                 log.warning("account %s: %s; retrying in %.0fs", name, exc, delay)
@@ -190,7 +190,7 @@ class App:
                 delay = min(delay * 2, 300.0)
 
     def _start_worker(self) -> None:
-        from fedibot.work_source import QueueWorkSource
+        from fedibot.queue.work_source import QueueWorkSource
         from generator.service import GeneratorService
         from generator.worker import Worker
 
@@ -212,7 +212,7 @@ class App:
         self.scheduler = AsyncIOScheduler(timezone="UTC")
         fediseer = self.config.fediseer
         if fediseer.enabled:
-            from fedibot.fediseer_apply import sync_fediseer
+            from fedibot.moderation.fediseer_apply import sync_fediseer
 
             async def _sync() -> None:
                 outcome = await sync_fediseer(self.db, fediseer, actor="scheduler")

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from fedibot.db import Database
-from fedibot.migrate import upgrade
+from fedibot.storage.database import Database
+from fedibot.storage.migrate import upgrade
 from tests.dbutil import fresh_postgres_database
 
 

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fedibot.app import App
-from fedibot.config import FedibotConfig
+from fedibot.config.loader import FedibotConfig
 
 # Load tests and benchmarks send many requests from few accounts: no quota may interfere.
 NO_QUOTAS = {

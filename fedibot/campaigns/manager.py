@@ -25,20 +25,20 @@ from typing import TYPE_CHECKING, Any
 
 from federation.errors import PermanentError, RemoteGone, TransientError
 from federation.types import PostResult
-from fedibot.campaign_config import CampaignConfig
 from fedibot.campaigns import schedule as sched
 from fedibot.campaigns.options import resolve_options
 from fedibot.campaigns.prompts import choose_prompt, derived_seed, render_text
 from fedibot.campaigns.store import MANUAL, CampaignStore, RunStatus
-from fedibot.compose import compose_campaign
-from fedibot.db import Database
-from fedibot.models import JobState
-from fedibot.prompt import PromptError
-from fedibot.queue import JobQueue, NewJob
+from fedibot.config.campaigns import CampaignConfig
+from fedibot.intake.grammar import PromptError
+from fedibot.outbound.compose import compose_campaign
+from fedibot.queue.jobs import JobQueue, NewJob
+from fedibot.storage.database import Database
+from fedibot.storage.models import JobState
 
 if TYPE_CHECKING:
     from federation.base import Adapter
-    from fedibot.config import FedibotConfig
+    from fedibot.config.loader import FedibotConfig
 
 log = logging.getLogger("fedibot.campaigns")
 
@@ -321,7 +321,7 @@ class CampaignManager:
     async def _send(
         self, row: Any, images: list[Any], adapter: Adapter, in_reply_to: str | None
     ) -> PostResult:
-        from fedibot.policy import blur_image
+        from fedibot.moderation.policy import blur_image
 
         post = compose_campaign(
             row,

@@ -1,18 +1,18 @@
 """A campaign's `model`, `style` and `options` → generation options, through the same prompt
-grammar and preset limits as a mention (`fedibot.options`)."""
+grammar and preset limits as a mention (`fedibot.intake.options`)."""
 
 from __future__ import annotations
 
 import dataclasses
 from typing import TYPE_CHECKING
 
-from fedibot.options import resolve_options as resolve_options_for
-from fedibot.prompt import ParsedRequest, PromptError, PromptRules, parse
+from fedibot.intake.grammar import ParsedRequest, PromptError, PromptRules, parse
+from fedibot.intake.options import resolve_options as resolve_options_for
 
 if TYPE_CHECKING:
-    from fedibot.campaign_config import CampaignConfig
-    from fedibot.config import FedibotConfig
-    from fedibot.options import Options
+    from fedibot.config.campaigns import CampaignConfig
+    from fedibot.config.loader import FedibotConfig
+    from fedibot.intake.options import Options
 
 _PLACEHOLDER = "x"
 

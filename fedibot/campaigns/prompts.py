@@ -9,8 +9,8 @@ from __future__ import annotations
 import hashlib
 import random
 
-from fedibot.campaign_config import CampaignConfig, template_fields
 from fedibot.campaigns.schedule import local_time
+from fedibot.config.campaigns import CampaignConfig, template_fields
 from generator.requests import SEED_SPACE
 
 

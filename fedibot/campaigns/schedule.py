@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from fedibot.campaign_config import CampaignConfig, crontab_trigger
+from fedibot.config.campaigns import CampaignConfig, crontab_trigger
 
 INTERVAL_ANCHOR = datetime(2000, 1, 1, tzinfo=UTC)
 _TICK = timedelta(microseconds=1)

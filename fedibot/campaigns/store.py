@@ -13,8 +13,8 @@ from sqlalchemy import and_, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from fedibot.db import Database
-from fedibot.models import CampaignRun, CampaignState, Job, JobState
+from fedibot.storage.database import Database
+from fedibot.storage.models import CampaignRun, CampaignState, Job, JobState
 
 runs = CampaignRun.__table__
 states = CampaignState.__table__

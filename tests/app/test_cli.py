@@ -10,10 +10,10 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from fedibot.cli import main
-from fedibot.db import Database
-from fedibot.migrate import upgrade_blocking
-from fedibot.queue import JobQueue
+from fedibot.cli.main import main
+from fedibot.queue.jobs import JobQueue
+from fedibot.storage.database import Database
+from fedibot.storage.migrate import upgrade_blocking
 from tests.queue.test_queue import job
 
 REPO = Path(__file__).resolve().parents[2]
@@ -30,7 +30,7 @@ def _config(tmp_path: Path) -> Path:
 
 def test_light_packages_do_not_import_torch():
     code = (
-        "import sys, fedibot, federation, fediseer_sync, fedibot.cli, fedibot.app, generator, "
+        "import sys, fedibot, federation, fediseer_sync, fedibot.cli.main, fedibot.app, generator, "
         "generator.worker, generator.service\n"
         "print(sorted(m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules))"
     )

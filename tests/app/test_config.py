@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from fedibot.config import ConfigError, load_config, parse_config
+from fedibot.config.loader import ConfigError, load_config, parse_config
 
 REPO = Path(__file__).resolve().parents[2]
 

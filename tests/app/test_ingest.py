@@ -7,13 +7,13 @@ from datetime import UTC, datetime
 import pytest
 
 from federation.types import Account, Mention, Visibility
-from fedibot.compose import compose_error
-from fedibot.config import parse_config
-from fedibot.ingest import Ingest, asks_private
-from fedibot.models import JobState
-from fedibot.policy import Policy
-from fedibot.prompt_filter import PromptFilter
-from fedibot.queue import JobQueue
+from fedibot.config.loader import parse_config
+from fedibot.intake.ingest import Ingest, asks_private
+from fedibot.moderation.policy import Policy
+from fedibot.moderation.prompt_filter import PromptFilter
+from fedibot.outbound.compose import compose_error
+from fedibot.queue.jobs import JobQueue
+from fedibot.storage.models import JobState
 
 _ids = iter(range(1000, 10_000))
 

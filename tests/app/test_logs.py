@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 
-from fedibot.logs import JsonFormatter, SecretFilter, setup_logging
+from fedibot.ops.logs import JsonFormatter, SecretFilter, setup_logging
 
 
 def _capture(handler_filter: SecretFilter, formatter: logging.Formatter, record_args) -> str:
@@ -34,7 +34,7 @@ def test_json_format_carries_job_fields(capsys):
     root = logging.getLogger()
     saved = (root.handlers[:], root.level)
     setup_logging("INFO", "json", ["supersecretvalue"])
-    logging.getLogger("fedibot.queue").info(
+    logging.getLogger("fedibot.queue.jobs").info(
         "job %s %s -> %s with supersecretvalue",
         7,
         "queued",

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
-from fedibot.config import parse_config
-from fedibot.policy import Policy
-from fedibot.prompt_filter import PromptFilter
-from fedibot.queue import JobQueue
-from fedibot.replier import Replier
+from fedibot.config.loader import parse_config
+from fedibot.moderation.policy import Policy
+from fedibot.moderation.prompt_filter import PromptFilter
+from fedibot.outbound.replier import Replier
+from fedibot.queue.jobs import JobQueue
 
 
 async def test_a_failing_pass_does_not_stop_the_replier(sqlite_db, tmp_path):

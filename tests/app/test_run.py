@@ -12,7 +12,7 @@ from pathlib import Path
 import aiohttp
 
 from fedibot.app import App
-from fedibot.config import parse_config
+from fedibot.config.loader import parse_config
 from tests.queue.test_queue import job
 
 REPO = Path(__file__).resolve().parents[2]
@@ -37,7 +37,7 @@ async def test_health_and_metrics_report_the_queue(tmp_path):
     try:
         await app.queue.enqueue(job("1"))
         await app.queue.enqueue(job("2"))
-        from fedibot.ops import record_queue_depth
+        from fedibot.ops.server import record_queue_depth
 
         record_queue_depth(await app.queue.stats())
         base = f"http://127.0.0.1:{app.ops.bound_port}"

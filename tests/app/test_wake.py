@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from fedibot.models import JobState
-from fedibot.queue import JobQueue
-from fedibot.work_source import QueueWorkSource
+from fedibot.queue.jobs import JobQueue
+from fedibot.queue.work_source import QueueWorkSource
+from fedibot.storage.models import JobState
 from generator.config import GeneratorConfig, SafetyConfig
 from generator.service import GeneratorService
 from generator.worker import Worker

@@ -17,10 +17,10 @@ import pytest
 from federation.base import MemoryCursorStore
 from federation.mastodon import MastodonAdapter
 from fedibot.app import App
-from fedibot.config import FedibotConfig, parse_config
-from fedibot.db import Database
-from fedibot.migrate import upgrade
-from fedibot.work_source import QueueWorkSource
+from fedibot.config.loader import FedibotConfig, parse_config
+from fedibot.queue.work_source import QueueWorkSource
+from fedibot.storage.database import Database
+from fedibot.storage.migrate import upgrade
 from generator.service import GeneratorService
 from generator.worker import Worker
 from tests.fakes.mastodon_server import FakeMastodon

@@ -8,7 +8,7 @@ from pathlib import Path
 from click.testing import CliRunner, Result
 from PIL import Image
 
-from fedibot.cli import main
+from fedibot.cli.main import main
 
 
 def write_config(tmp_path: Path, tiny_data_dir: Path) -> Path:

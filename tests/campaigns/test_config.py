@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from fedibot.config import load_config, parse_config
-from fedibot.config_errors import ConfigError
+from fedibot.config.errors import ConfigError
+from fedibot.config.loader import load_config, parse_config
 
 
 def raw(*campaigns: dict[str, Any], **extra: Any) -> dict[str, Any]:

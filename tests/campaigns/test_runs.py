@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from fedibot.campaigns import CampaignManager
+from fedibot.campaigns.manager import CampaignManager
 from generator.types import GENERATION_FAILED, GenerationError, SafetyResult
 from tests.campaigns.conftest import T0, campaign
 

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from fedibot.campaign_config import CampaignConfig, crontab_trigger
 from fedibot.campaigns.prompts import choose_prompt, derived_seed, render_text
 from fedibot.campaigns.schedule import fire_times, latest_fire, next_fire
+from fedibot.config.campaigns import CampaignConfig, crontab_trigger
 
 MONDAY = datetime(2030, 1, 7, tzinfo=UTC).timestamp()
 

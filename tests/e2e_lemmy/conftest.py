@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from markdown_it import MarkdownIt
 
-from fedibot.config import FedibotConfig, parse_config
+from fedibot.config.loader import FedibotConfig, parse_config
 from tests.e2e_support import Apps, eventually, settled  # noqa: F401 (re-exported to the tests)
 from tests.fakes.lemmy_server import FakeLemmy
 

@@ -26,7 +26,7 @@ from aiohttp import web
 from federation.mastodon import MastodonAdapter
 from federation.pacing import Budget
 from fedibot.app import App
-from fedibot.config import FedibotConfig, parse_config
+from fedibot.config.loader import FedibotConfig, parse_config
 from tests.e2e_support import NO_QUOTAS, Apps, eventually, settled  # noqa: F401 (re-exported to the tests)
 from tests.fakes.mastodon_server import FakeMastodon
 

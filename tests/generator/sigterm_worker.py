@@ -16,11 +16,11 @@ from typing import Any
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 
-from generator.memory_source import MemoryWorkSource
 from generator.service import GeneratorService
 from generator.types import GenerationRequest
 from generator.worker import Worker, install_signal_handlers
 from tests.generator.conftest import WrappedPipe, make_config
+from tests.memory_source import MemoryWorkSource
 
 
 async def main(data_dir: Path, log_path: Path) -> None:

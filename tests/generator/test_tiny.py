@@ -29,7 +29,7 @@ def test_tiny_is_saved_once_and_reused(tiny_data_dir: Path) -> None:
 def test_importing_generator_does_not_import_torch() -> None:
     code = (
         "import sys, generator, generator.config, generator.types, generator.service, "
-        "generator.worker, generator.memory_source, generator.pngmeta, generator.requests; "
+        "generator.worker, generator.pngmeta, generator.requests; "
         "print('torch' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 
 from generator.config import GeneratorConfig
-from generator.memory_source import MemoryWorkSource
 from generator.service import GeneratorService
 from generator.types import GenerationRequest
 from generator.worker import Worker
+from tests.memory_source import MemoryWorkSource
 
 
 def job(job_id: int, seeds: list[int] | None = None, **kw: Any) -> GenerationRequest:

@@ -9,11 +9,11 @@ from typing import Any
 import click
 import pytest
 
-from fedibot.cli_moderation import allowlist, audit, fediseer, quota, users
-from fedibot.db import Database
-from fedibot.policy import Policy
-from fedibot.policy_config import PolicyConfig, QuotaConfig
-from fedibot.prompt_filter import PromptFilter
+from fedibot.cli.moderation import allowlist, audit, fediseer, quota, users
+from fedibot.config.policy import PolicyConfig, QuotaConfig
+from fedibot.moderation.policy import Policy
+from fedibot.moderation.prompt_filter import PromptFilter
+from fedibot.storage.database import Database
 from fediseer_sync.config import FediseerConfig
 from tests.fakes.fediseer_server import FakeFediseer
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fedibot.allowlist import (
+from fedibot.moderation.allowlist import (
     Allowlist,
     CsvImportError,
     normalize_acct,

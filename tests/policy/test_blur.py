@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from PIL import Image, ImageStat
 
-from fedibot.policy import blur_image
+from fedibot.moderation.policy import blur_image
 
 
 def test_blur_image_writes_a_blurred_sibling(tmp_path) -> None:

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from fedibot.db import Database
-from fedibot.migrate import upgrade
-from fedibot.queue import JobQueue, NewJob
+from fedibot.queue.jobs import JobQueue, NewJob
+from fedibot.storage.database import Database
+from fedibot.storage.migrate import upgrade
 from tests.policy.conftest import AGENT, TRUSTED, cli_root
 
 

@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import select
 
 from federation.types import Account
-from fedibot.allowlist import Allowlist, fediseer_t
-from fedibot.fediseer_apply import sync_fediseer, sync_history
+from fedibot.moderation.allowlist import Allowlist, fediseer_t
+from fedibot.moderation.fediseer_apply import sync_fediseer, sync_history
 from tests.fakes.fediseer_server import FakeFediseer, TrustGraph
 from tests.policy.conftest import TRUSTED, Clock, fediseer_config, make_policy
 

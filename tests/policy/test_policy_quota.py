@@ -6,9 +6,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from federation.types import Account
-from fedibot.models import JobState
-from fedibot.policy_config import QuotaConfig
-from fedibot.queue import JobQueue, NewJob, QueueSettings
+from fedibot.config.policy import QuotaConfig
+from fedibot.queue.jobs import JobQueue, NewJob, QueueSettings
+from fedibot.storage.models import JobState
 from tests.policy.conftest import Clock, make_policy
 
 BIG = 1000

@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import insert
 
 from federation.types import Account
-from fedibot.allowlist import Allowlist, fediseer_t, write_audit
+from fedibot.moderation.allowlist import Allowlist, fediseer_t, write_audit
 from tests.policy.conftest import OWN, make_policy
 
 
@@ -102,7 +102,7 @@ async def test_another_process_change_is_seen_after_the_refresh(db) -> None:
     assert (await policy.check_requester(account("a@later.example"))).allowed
 
     def other_process(conn) -> None:  # a write that does not bump this process's version
-        from fedibot.allowlist import overrides_t
+        from fedibot.moderation.allowlist import overrides_t
 
         conn.execute(
             insert(overrides_t).values(

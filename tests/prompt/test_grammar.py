@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fedibot.prompt import (
+from fedibot.config.prompt import DEFAULT_STYLES, PromptConfig, StyleTemplate
+from fedibot.intake.grammar import (
     HELP_MARKDOWN,
     MAX_SEED,
     ParsedRequest,
@@ -16,7 +17,6 @@ from fedibot.prompt import (
     parse,
     usage_text,
 )
-from fedibot.prompt_config import DEFAULT_STYLES, PromptConfig, StyleTemplate
 
 RULES = PromptRules(
     max_n=4,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from fedibot.prompt_config import DEFAULT_STYLES, PromptConfig, PromptFilterConfig, StyleTemplate
+from fedibot.config.prompt import DEFAULT_STYLES, PromptConfig, PromptFilterConfig, StyleTemplate
 
 
 def test_defaults() -> None:

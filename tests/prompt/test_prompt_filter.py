@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fedibot.prompt import PromptRules, parse
-from fedibot.prompt_config import PromptConfig, PromptFilterConfig
-from fedibot.prompt_filter import (
+from fedibot.config.prompt import PromptConfig, PromptFilterConfig
+from fedibot.intake.grammar import PromptRules, parse
+from fedibot.moderation.prompt_filter import (
     BLOCKED_MESSAGE,
     GUARD_MESSAGE,
     FilterVerdict,

@@ -13,8 +13,8 @@ import asyncio
 import sys
 from pathlib import Path
 
-from fedibot.db import Database
-from fedibot.queue import JobQueue, QueueSettings
+from fedibot.queue.jobs import JobQueue, QueueSettings
+from fedibot.storage.database import Database
 
 
 async def main(url: str, worker: str, out: str, hold: bool) -> None:

@@ -10,8 +10,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from fedibot.models import JobState
-from fedibot.queue import JobQueue, QueueSettings
+from fedibot.queue.jobs import JobQueue, QueueSettings
+from fedibot.storage.models import JobState
 from tests.queue.test_queue import job
 
 REPO = Path(__file__).resolve().parents[2]

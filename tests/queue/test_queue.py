@@ -6,8 +6,8 @@ import asyncio
 from collections import Counter
 from pathlib import Path
 
-from fedibot.models import JobState, ReplyState
-from fedibot.queue import JobQueue, NewJob, QueueSettings
+from fedibot.queue.jobs import JobQueue, NewJob, QueueSettings
+from fedibot.storage.models import JobState, ReplyState
 
 
 class FakeClock:

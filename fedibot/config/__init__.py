@@ -1,0 +1,1 @@
+"""Configuration: config.toml → validated, typed settings; one-line errors naming the key."""

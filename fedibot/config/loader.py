@@ -1,0 +1,241 @@
+"""config.toml → typed, validated settings.
+
+Secrets may be written `env:NAME`; they are read from the environment before validation.
+Every problem becomes one line naming the key path, the bad value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from federation.lemmy_config import LemmyAccountConfig
+from federation.mastodon_config import MastodonAccountConfig
+from fedibot.config.campaigns import CampaignConfig, check_campaigns
+from fedibot.config.errors import ConfigError, describe_validation_error
+from fedibot.config.policy import PolicyConfig, QuotaConfig
+from fedibot.config.prompt import PromptConfig, PromptFilterConfig
+from fediseer_sync.config import FediseerConfig
+from generator.config import GeneratorConfig
+
+DEFAULT_CONFIG_NAME = "config.toml"
+ENV_CONFIG = "FEDIBOT_CONFIG"
+_ENV_REF = re.compile(r"^env:([A-Za-z_][A-Za-z0-9_]*)$")
+
+AccountConfig = Annotated[
+    MastodonAccountConfig | LemmyAccountConfig, Field(discriminator="platform")
+]
+
+
+class DatabaseConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(
+        "sqlite:///data/fedibot.db",
+        description="sqlite:///PATH (default) or postgresql://USER:PASSWORD@HOST:PORT/DB",
+    )
+    echo: bool = False
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, url: str) -> str:
+        from fedibot.storage.database import normalize_url
+
+        normalize_url(url)  # raises ValueError naming the allowed schemes
+        return url
+
+
+class QueueConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_attempts: int = Field(3, ge=1, le=20)
+    retry_base_seconds: float = Field(5.0, gt=0, le=3600)
+    retry_max_seconds: float = Field(900.0, gt=0, le=86_400)
+    reply_retry_max_seconds: float = Field(3600.0, gt=0, le=86_400)
+    per_requester_in_flight: int = Field(2, ge=1, le=1000)
+    retention_days: float = Field(14.0, ge=0, le=3650, description="0 keeps jobs forever")
+    max_request_age_hours: float = Field(
+        24.0,
+        ge=0,
+        le=24 * 365,
+        description="mentions older than this (e.g. history seen on a first start) are ignored;"
+        " 0 answers everything",
+    )
+
+
+class RepliesConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(
+        "Here you go! “{prompt}”",
+        max_length=400,
+        description="reply text; {prompt}, {model}, {seeds}, {n} are filled in",
+    )
+    alt_text: str = Field(
+        "AI-generated image. Prompt: {prompt}. Model: {model}. Seed: {seed}.",
+        max_length=400,
+        description="alt text of each image; {prompt}, {model}, {seed}, {negative}",
+    )
+    poll_seconds: float = Field(1.0, gt=0, le=60, description="how often the replier looks")
+    concurrency: int = Field(4, ge=1, le=64, description="replies posted at the same time")
+    lease_seconds: float = Field(
+        60.0,
+        ge=5,
+        le=3600,
+        description="a reply in progress is held this long (renewed while posting); after a "
+        "crash it is retried once the lease runs out",
+    )
+    notify_wait_seconds: float = Field(
+        900.0,
+        ge=0,
+        le=86_400,
+        description="tell a requester once when the server's rate limit holds their images back"
+        " longer than this; 0 never tells",
+    )
+
+
+class ServerConfig(BaseModel):
+    """The local operations endpoint: /healthz and Prometheus /metrics."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(9464, ge=0, le=65535)
+
+
+class LoggingConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["text", "json"] = "text"
+
+
+class FedibotConfig(BaseModel):
+    """The whole config.toml."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    data_dir: str = Field("data", description="images, the tiny model and the SQLite file")
+    database: DatabaseConfig = Field(default_factory=DatabaseConfig)
+    queue: QueueConfig = Field(default_factory=QueueConfig)
+    generator: GeneratorConfig = Field(default_factory=GeneratorConfig)
+    prompt: PromptConfig = Field(default_factory=PromptConfig)
+    prompt_filter: PromptFilterConfig = Field(default_factory=PromptFilterConfig)
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    quotas: QuotaConfig = Field(default_factory=QuotaConfig)
+    fediseer: FediseerConfig = Field(default_factory=FediseerConfig)
+    replies: RepliesConfig = Field(default_factory=RepliesConfig)
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    accounts: list[AccountConfig] = Field(default_factory=list)
+    campaigns: list[CampaignConfig] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _share_data_dir(cls, data: Any) -> Any:
+        """One data dir for the app and the generator unless the generator names its own."""
+        if isinstance(data, dict) and "data_dir" in data:
+            gen = data.setdefault("generator", {})
+            if isinstance(gen, dict):
+                gen.setdefault("data_dir", data["data_dir"])
+        return data
+
+    @model_validator(mode="after")
+    def _unique_account_names(self) -> FedibotConfig:
+        names = [a.name for a in self.accounts]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"account names must be unique; repeated: {', '.join(dupes)}")
+        if self.generator.default_model not in self.generator.models:
+            raise ValueError(
+                f"generator.default_model = {self.generator.default_model!r}: must be one of "
+                f"the names in [generator.models]: {', '.join(sorted(self.generator.models))}"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _check_campaigns(self) -> FedibotConfig:
+        """Unique names, known accounts, models, styles and options (names the key)."""
+        check_campaigns(self)
+        return self
+
+    def account(self, name: str) -> MastodonAccountConfig | LemmyAccountConfig:
+        for acc in self.accounts:
+            if acc.name == name:
+                return acc
+        known = ", ".join(a.name for a in self.accounts) or "(none configured)"
+        raise ConfigError(f"no account named {name!r} in config; known: {known}")
+
+    @property
+    def own_domains(self) -> set[str]:
+        """The instances the bot's accounts live on: always allowed."""
+        from urllib.parse import urlparse
+
+        return {(urlparse(a.base_url).hostname or "").lower() for a in self.accounts} - {""}
+
+
+def resolve_env(value: Any, path: str = "") -> Any:
+    """Replace every `env:NAME` string with the variable's value (missing → ConfigError)."""
+    if isinstance(value, dict):
+        return {k: resolve_env(v, f"{path}.{k}" if path else k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [resolve_env(v, f"{path}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, str):
+        match = _ENV_REF.match(value)
+        if match:
+            name = match.group(1)
+            if name not in os.environ:
+                raise ConfigError(
+                    f"{{source}}: {path} = {value!r}: the environment variable {name} is not set"
+                )
+            return os.environ[name]
+    return value
+
+
+def config_path(explicit: str | os.PathLike[str] | None = None) -> Path | None:
+    """--config PATH, else $FEDIBOT_CONFIG, else ./config.toml if present, else None."""
+    if explicit:
+        return Path(explicit)
+    if os.environ.get(ENV_CONFIG):
+        return Path(os.environ[ENV_CONFIG])
+    default = Path(DEFAULT_CONFIG_NAME)
+    return default if default.exists() else None
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> FedibotConfig:
+    """Read and validate the config; raises ConfigError with one line per problem."""
+    file = config_path(path)
+    if file is None:
+        return FedibotConfig()
+    source = str(file)
+    if not file.exists():
+        raise ConfigError(f"{source}: no such file (pass --config PATH or set {ENV_CONFIG})")
+    try:
+        raw = tomllib.loads(file.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from exc
+    return parse_config(raw, source)
+
+
+def parse_config(raw: dict[str, Any], source: str = "config.toml") -> FedibotConfig:
+    try:
+        resolved = resolve_env(raw)
+    except ConfigError as exc:
+        raise ConfigError(str(exc).replace("{source}", source)) from None
+    try:
+        return FedibotConfig.model_validate(resolved)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(source, FedibotConfig, exc)) from None

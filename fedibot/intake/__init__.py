@@ -1,0 +1,1 @@
+"""From a mention to a job: the prompt grammar, option resolution, ingest."""

@@ -1,0 +1,293 @@
+"""From a received mention to a durable job: dedupe → policy → parse → Job(queued|rejected).
+
+Everything a user can get wrong becomes a recorded refusal with a stable code and a reply
+(when config says so) — never an exception that loses the mention.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+from datetime import UTC
+from typing import Any
+
+from federation.types import Mention, Visibility
+from fedibot.config.loader import FedibotConfig
+from fedibot.intake.grammar import ParsedRequest, PromptError, PromptRules, parse
+from fedibot.intake.mention_codec import mention_to_dict
+from fedibot.intake.options import Options, resolve_options
+from fedibot.moderation.policy import Decision, Policy
+from fedibot.ops import metrics
+from fedibot.outbound.compose import reply_visibility
+from fedibot.queue.jobs import JobQueue, NewJob, batch_key
+from fedibot.storage.models import JobState, ReplyState
+
+log = logging.getLogger("fedibot.intake.ingest")
+
+BAD_PROMPT_CODES = {
+    "bad_option",
+    "empty_prompt",
+    "prompt_too_long",
+    "unknown_model",
+    "unknown_style",
+}
+
+
+class Ingest:
+    """The sink every adapter calls; idempotent on (platform, account, remote id)."""
+
+    def __init__(self, queue: JobQueue, policy: Policy, config: FedibotConfig) -> None:
+        self.queue = queue
+        self.policy = policy
+        self.config = config
+        self.rules = PromptRules.from_config(config.prompt, config.generator.models)
+
+    async def __call__(self, mention: Mention) -> None:
+        await self.handle(mention)
+
+    async def handle(self, mention: Mention) -> int | None:
+        """Record the mention as a job; returns the job id (None when deliberately ignored)."""
+        metrics.MENTIONS_RECEIVED.labels(account=mention.bot_account).inc()
+        existing = await self.queue.find(mention.platform, mention.bot_account, mention.remote_id)
+        if existing is not None:
+            if mention.edited_at and existing.state == JobState.QUEUED:
+                await self._apply_edit(existing, mention)
+            return int(existing.id)
+
+        if self._too_old(mention):
+            log.info(
+                "ignored %s from %s: older than queue.max_request_age_hours",
+                mention.remote_id,
+                mention.author.acct,
+            )
+            return None
+        decision = await self.policy.check_requester(mention.author)
+        if not decision.allowed:
+            return await self._refuse(mention, decision)
+        private = asks_private(mention.text)
+        try:
+            return await self._decide(mention, private)
+        except PromptError as err:
+            return await self._refuse_prompt(mention, err, private)
+        except Exception:
+            # A bug must not wedge the inbox (an unacknowledged mention comes back forever):
+            # record it, tell the requester once. A database error re-raises from _record.
+            log.exception("could not handle %s from %s", mention.remote_id, mention.author.acct)
+            return await self._record(
+                mention,
+                kind="mention",
+                state=JobState.REJECTED,
+                error_code="internal_error",
+                reply=True,
+                visibility=Visibility.DIRECT if private else None,
+            )
+
+    async def _decide(self, mention: Mention, private: bool) -> int | None:
+        parsed = parse(mention.text, self.rules)
+        direct = Visibility.DIRECT if private else None
+        if parsed.command == "help":
+            return await self._record(
+                mention, kind="help", state=JobState.GENERATED, visibility=direct
+            )
+        if parsed.command == "delete":
+            return await self._delete(mention, private)
+        base: dict[str, Any] | None = None
+        visibility = reply_visibility(
+            mention.visibility, self._public_reply_visibility(mention.bot_account)
+        )
+        if parsed.command == "again":
+            original = await self._original(mention)
+            base = dict((original.params or {}).get("options") or {}) if original else {}
+            if original is None or original.kind != "mention" or not base.get("prompt"):
+                return await self._notice(mention, "not_a_result", private)
+            if original.requester != mention.author.acct.lower():
+                return await self._notice(mention, "not_allowed", private)
+            # never wider than the result being re-rolled
+            visibility = visibility.narrowest(Visibility(original.visibility))
+        options = self.resolve(parsed, base)
+        decision = self.policy.check_prompt(options.prompt, options.negative_prompt)
+        if decision.allowed:
+            decision = await self.policy.check_quota(mention.author, options.n)
+        if not decision.allowed:
+            return await self._refuse(mention, decision, options, private)
+        if private:
+            visibility = Visibility.DIRECT
+        return await self._record(
+            mention, kind="mention", state=JobState.QUEUED, options=options, visibility=visibility
+        )
+
+    def _too_old(self, mention: Mention) -> bool:
+        limit = self.config.queue.max_request_age_hours
+        if not limit:
+            return False
+        created = mention.created_at
+        if created.tzinfo is None:
+            created = created.replace(tzinfo=UTC)
+        age = self.policy.clock() - created.timestamp()
+        return age > limit * 3600
+
+    # ------------------------------------------------------------------ options
+    def resolve(self, parsed: ParsedRequest, base: dict[str, Any] | None = None) -> Options:
+        return resolve_options(self.config, parsed, base)
+
+    def _public_reply_visibility(self, account: str) -> str:
+        try:
+            acc = self.config.account(account)
+        except Exception:
+            return "unlisted"
+        return getattr(acc, "public_reply_visibility", "unlisted")
+
+    # ------------------------------------------------------------------ records
+    async def _record(
+        self,
+        mention: Mention,
+        *,
+        kind: str,
+        state: str,
+        options: Options | None = None,
+        visibility: Visibility | None = None,
+        error_code: str | None = None,
+        error_message: str | None = None,
+        reply: bool = False,
+        params: dict[str, Any] | None = None,
+    ) -> int:
+        vis = visibility or reply_visibility(
+            mention.visibility, self._public_reply_visibility(mention.bot_account)
+        )
+        extra = dict(params or {})
+        if options is not None:
+            extra["options"] = dataclasses.asdict(options)
+        job = NewJob(
+            platform=mention.platform,
+            bot_account=mention.bot_account,
+            remote_id=mention.remote_id,
+            requester=mention.author.acct.lower(),
+            requester_domain=mention.author.domain,
+            kind=kind,
+            state=state,
+            visibility=vis.value,
+            request=mention_to_dict(mention),
+            params=extra,
+            error_code=error_code,
+            error_message=error_message,
+            reply_state=ReplyState.PENDING if reply else ReplyState.NONE,
+        )
+        if options is not None:
+            job.prompt, job.negative_prompt = options.prompt, options.negative_prompt
+            job.model, job.width, job.height = options.model, options.width, options.height
+            job.steps, job.guidance = options.steps, options.guidance
+            job.n, job.seed = options.n, options.seed
+        result = await self.queue.enqueue(job)
+        return result.job_id
+
+    async def _refuse(
+        self,
+        mention: Mention,
+        decision: Decision,
+        options: Options | None = None,
+        private: bool = False,
+    ) -> int:
+        log.info("refused %s from %s: %s", mention.remote_id, mention.author.acct, decision.reason)
+        return await self._record(
+            mention,
+            kind="mention",
+            state=JobState.REJECTED,
+            options=options,
+            error_code=decision.code,
+            error_message=decision.message,
+            reply=decision.reply,
+            params={"reason": decision.reason},
+            visibility=Visibility.DIRECT if private else None,
+        )
+
+    async def _refuse_prompt(
+        self, mention: Mention, err: PromptError, private: bool = False
+    ) -> int:
+        reply = self.config.policy.reply_on_refusal.bad_prompt
+        return await self._record(
+            mention,
+            kind="mention",
+            state=JobState.REJECTED,
+            error_code=err.code,
+            error_message=f"{err.message}\nSend 'help' for how to ask.",
+            reply=reply,
+            params={"reason": err.message},
+            visibility=Visibility.DIRECT if private else None,
+        )
+
+    async def _notice(self, mention: Mention, code: str, private: bool = False) -> int:
+        return await self._record(
+            mention,
+            kind="mention",
+            state=JobState.REJECTED,
+            error_code=code,
+            reply=True,
+            visibility=Visibility.DIRECT if private else None,
+        )
+
+    async def _original(self, mention: Mention) -> Any:
+        if not mention.in_reply_to_id:
+            return None
+        return await self.queue.find_by_reply(
+            mention.platform, mention.bot_account, mention.in_reply_to_id
+        )
+
+    async def _delete(self, mention: Mention, private: bool = False) -> int:
+        original = await self._original(mention)
+        if original is None:
+            return await self._notice(mention, "not_a_result", private)
+        if original.requester != mention.author.acct.lower():
+            return await self._notice(mention, "not_allowed", private)
+        return await self._record(
+            mention,
+            kind="delete",
+            state=JobState.GENERATED,
+            visibility=Visibility.DIRECT if private else None,
+            params={"target_remote_id": original.reply_remote_id, "target_job": original.id},
+        )
+
+    async def _apply_edit(self, existing: Any, mention: Mention) -> None:
+        """A request edited before generation started is generated in its latest form:
+        every option, and a reply visibility never wider than the edited request."""
+        try:
+            parsed = parse(mention.text, self.rules)
+            if parsed.command != "generate":
+                return
+            options = self.resolve(parsed)
+        except PromptError:
+            return  # the first version stays; it was valid
+        if not self.policy.check_prompt(options.prompt, options.negative_prompt).allowed:
+            await self.queue.cancel(int(existing.id), "edited into a refused prompt")
+            return
+        visibility = reply_visibility(
+            mention.visibility, self._public_reply_visibility(mention.bot_account)
+        ).narrowest(Visibility(existing.visibility))
+        if parsed.private:
+            visibility = Visibility.DIRECT
+        await self.queue.update_queued(
+            int(existing.id),
+            prompt=options.prompt,
+            negative_prompt=options.negative_prompt,
+            model=options.model,
+            width=options.width,
+            height=options.height,
+            steps=options.steps,
+            guidance=options.guidance,
+            n=options.n,
+            seed=options.seed,
+            batch_key=batch_key(
+                options.model, options.width, options.height, options.steps, options.guidance
+            ),
+            visibility=visibility.value,
+            request=mention_to_dict(mention),
+            params={**(existing.params or {}), "options": dataclasses.asdict(options)},
+        )
+
+
+_PRIVATE = re.compile(r"(?<!\S)(?:--|[—–])private\b", re.IGNORECASE)
+
+
+def asks_private(text: str) -> bool:
+    """`--private` anywhere, also in a request the grammar refuses (its error stays private)."""
+    return bool(_PRIVATE.search(text))

@@ -1,0 +1,110 @@
+"""A parsed request → every generation option decided: defaults from the model's preset
+(`generator.requests.build_request`), limits checked (`generator.limits.check_request`).
+
+Shared by mentions (ingest) and campaigns; it reads only the config."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import TYPE_CHECKING, Any
+
+from fedibot.intake.grammar import ParsedRequest, PromptError, apply_style
+
+if TYPE_CHECKING:
+    from fedibot.config.loader import FedibotConfig
+from generator.config import ModelPreset
+from generator.limits import check_request
+from generator.requests import build_request
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """A generation request with every option decided."""
+
+    prompt: str
+    negative_prompt: str
+    model: str
+    width: int
+    height: int
+    steps: int
+    guidance: float
+    n: int
+    seed: int
+    style: str | None = None
+
+
+def resolve_options(
+    config: FedibotConfig, parsed: ParsedRequest, base: dict[str, Any] | None = None
+) -> Options:
+    """Fill what `parsed` leaves open from `base` (the options of the result an `again`
+    re-rolls), then from the model's preset; PromptError when outside the model's limits."""
+    base = base or {}
+    gen = config.generator
+    asked = parsed.model or base.get("model") or gen.default_model
+    model = {name.casefold(): name for name in gen.models}.get(asked.casefold())
+    if model is None:
+        raise PromptError(
+            "unknown_model",
+            f"the model {asked!r} is not available; available: {', '.join(gen.models)}",
+        )
+    preset = gen.model(model).preset
+    if parsed.command == "again":
+        prompt, negative = base.get("prompt", ""), base.get("negative_prompt", "")
+        style = base.get("style")
+    else:
+        prompt, negative = apply_style(parsed, config.prompt.styles)
+        style = parsed.style
+    if parsed.size:
+        width, height = parsed.size
+    elif parsed.aspect:
+        width, height = size_for_aspect(parsed.aspect, preset)
+    else:
+        width, height = base.get("width"), base.get("height")
+    request = build_request(
+        gen,
+        0,
+        prompt,
+        n=parsed.n or base.get("n") or config.prompt.default_n,
+        seed=parsed.seed,  # None: a fresh random seed, also for `again`
+        model=model,
+        negative_prompt=negative,
+        width=width,
+        height=height,
+        steps=parsed.steps or base.get("steps"),
+        guidance=parsed.cfg if parsed.cfg is not None else base.get("guidance"),
+    )
+    error = check_request(gen, request)
+    if error is not None:
+        raise PromptError("bad_option", _explain_limits(error.message, model, preset))
+    return Options(
+        prompt=request.prompt,
+        negative_prompt=request.negative_prompt,
+        model=request.model,
+        width=request.width,
+        height=request.height,
+        steps=request.steps,
+        guidance=float(request.guidance),
+        n=request.n_images,
+        seed=request.seeds[0],
+        style=style,
+    )
+
+
+def _explain_limits(message: str, model: str, preset: ModelPreset) -> str:
+    return (
+        f"{message}. Allowed for {model}: --size up to {preset.max_width}x{preset.max_height} "
+        f"(multiples of 8), --steps {preset.min_steps}-{preset.max_steps}, "
+        f"--cfg {preset.min_guidance:g}-{preset.max_guidance:g}"
+    )
+
+
+def size_for_aspect(aspect: tuple[int, int], preset: ModelPreset) -> tuple[int, int]:
+    """The model's default area at the asked aspect ratio, in multiples of 8, within limits."""
+    a, b = aspect
+    area = preset.width * preset.height
+    width = math.sqrt(area * a / b)
+    height = width * b / a
+    scale = min(1.0, preset.max_width / width, preset.max_height / height)
+    width, height = width * scale, height * scale
+    return max(64, int(width // 8 * 8)), max(64, int(height // 8 * 8))

@@ -1,0 +1,1 @@
+"""Operations: the health/metrics HTTP server, Prometheus metrics, structured logs."""

@@ -1,0 +1,1 @@
+"""Everything the bot posts: composing replies and posting each one exactly once."""

@@ -1,0 +1,1 @@
+"""The durable job queue: enqueue, claim and lease, replies' state machine, maintenance."""

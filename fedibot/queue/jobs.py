@@ -1,0 +1,937 @@
+"""The durable job queue: idempotent enqueue, fair atomic batch claims under a lease.
+
+One module, one concept (after procrastinate's `manager`): every method is one committed
+transaction, so a crash anywhere resumes from the database.
+
+Claiming is atomic: on SQLite every transaction is `BEGIN IMMEDIATE` (see
+`fedibot.storage.database`), so the read of the candidates and the `UPDATE … RETURNING`
+happen under one write lock; on PostgreSQL the candidates are read `FOR UPDATE SKIP LOCKED`.
+The update also re-checks `state = 'queued'`, so a job is never taken twice.
+
+Fairness: every job gets a `fair_seq` at enqueue: one more than the requester's newest queued
+job, but never less than the oldest queued job anywhere (the "virtual clock"). Claiming in
+`fair_seq` order therefore serves requesters round-robin: A's 50 jobs get rounds 0..49, B's
+one job joins round 0. Priority breaks ties inside a round, then age.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Float,
+    Integer,
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Row
+
+from fedibot.ops import metrics
+from fedibot.storage.database import Database
+from fedibot.storage.models import Job, JobImage, JobState, ReplyState
+
+log = logging.getLogger("fedibot.queue.jobs")
+
+jobs = Job.__table__
+images = JobImage.__table__
+
+CLAIM_ORDER = (jobs.c.fair_seq, jobs.c.priority.desc(), jobs.c.id)
+# What a claim hands the worker: everything but the JSON documents (decoding those for every
+# claimed row cost more than the claim itself).
+CLAIM_COLUMNS = [c for c in jobs.c if c.name not in ("params", "request", "safety")]
+# A literal (not a bound parameter) so SQLite and PostgreSQL can use the partial indexes
+# declared with `WHERE state = 'queued'`.
+IS_QUEUED = jobs.c.state == literal_column("'queued'")
+IS_GENERATING = jobs.c.state == literal_column("'generating'")
+IS_GENERATED = jobs.c.state == literal_column("'generated'")
+REPLY_PENDING = jobs.c.reply_state == literal_column("'pending'")
+
+
+@dataclass(frozen=True)
+class QueueSettings:
+    max_attempts: int = 3
+    lease_seconds: float = 300.0
+    retry_base_seconds: float = 5.0
+    retry_max_seconds: float = 900.0
+    reply_retry_max_seconds: float = 3600.0
+    per_requester_in_flight: int = 2
+    # A reply that keeps failing (server down for days, a bug) ends `failed` after this many
+    # tries, ~2 days with the default backoff cap; `fedibot queue retry` brings it back.
+    max_reply_attempts: int = 50
+    clock: Callable[[], float] = time.time
+
+
+@dataclass
+class NewJob:
+    """What ingest (or a campaign) asks the queue to record."""
+
+    platform: str
+    bot_account: str
+    remote_id: str
+    requester: str
+    prompt: str = ""
+    negative_prompt: str = ""
+    model: str = ""
+    width: int = 0
+    height: int = 0
+    steps: int = 0
+    guidance: float = 0.0
+    n: int = 1
+    seed: int = 0
+    visibility: str = "direct"
+    requester_domain: str = ""
+    kind: str = "mention"
+    priority: int = 0
+    params: dict[str, Any] = field(default_factory=dict)
+    request: dict[str, Any] = field(default_factory=dict)
+    state: str = JobState.QUEUED  # or REJECTED for a refusal that is recorded
+    error_code: str | None = None
+    error_message: str | None = None
+    reply_state: str = ReplyState.NONE
+    max_attempts: int | None = None
+
+
+@dataclass(frozen=True)
+class EnqueueResult:
+    job_id: int
+    created: bool
+
+
+def batch_key(model: str, width: int, height: int, steps: int, guidance: float) -> str:
+    """Jobs with the same key can share one pipeline call."""
+    return f"{model}|{width}x{height}|{steps}|{guidance:g}"
+
+
+def backoff_seconds(attempt: int, base: float, cap: float) -> float:
+    """Exponential backoff with 'equal jitter': between half and all of base·2^(attempt-1)."""
+    delay = min(cap, base * (2 ** max(0, attempt - 1)))
+    return delay / 2 + random.uniform(0, delay / 2)
+
+
+class JobQueue:
+    """All state changes of jobs. Safe to share between tasks, processes and machines.
+
+    Each public method is one transaction run in the database thread (`Database.run`); the
+    `_…` twins hold the SQL and take the connection.
+    """
+
+    def __init__(self, db: Database, settings: QueueSettings | None = None) -> None:
+        self.db = db
+        self.settings = settings or QueueSettings()
+        self._pg = not db.is_sqlite
+        self._stmts = _Statements.build(self._pg)
+        self._listeners: list[Callable[[str], None]] = []
+        self._compiled_insert: _DriverInsert | None = None
+
+    def add_listener(self, listener: Callable[[str], None]) -> None:
+        """Called with the new state after every change this process makes (to wake the
+        worker or the replier at once instead of at their next poll)."""
+        self._listeners.append(listener)
+
+    def _now(self) -> float:
+        return self.settings.clock()
+
+    def _backoff(self, attempt: int, cap: float | None = None) -> float:
+        return backoff_seconds(
+            attempt, self.settings.retry_base_seconds, cap or self.settings.retry_max_seconds
+        )
+
+    # ------------------------------------------------------------------ enqueue
+    async def enqueue(self, job: NewJob) -> EnqueueResult:
+        """Record a job; a second call for the same (platform, account, remote id) is a no-op."""
+        result = await self.db.run(self._enqueue, job, self._now())
+        if result.created:
+            self._transition(result.job_id, None, job.state, job.error_code)
+        return result
+
+    def _enqueue(self, conn: Connection, job: NewJob, now: float) -> EnqueueResult:
+        params = {
+            "kind": job.kind,
+            "platform": job.platform,
+            "bot_account": job.bot_account,
+            "remote_id": job.remote_id,
+            "requester": job.requester,
+            "requester_domain": job.requester_domain,
+            "state": job.state,
+            "priority": job.priority,
+            "batch_key": batch_key(job.model, job.width, job.height, job.steps, job.guidance),
+            "prompt": job.prompt,
+            "negative_prompt": job.negative_prompt,
+            "model": job.model,
+            "width": job.width,
+            "height": job.height,
+            "steps": job.steps,
+            "guidance": job.guidance,
+            "n": job.n,
+            "seed": job.seed,
+            "params": job.params,
+            "request": job.request,
+            "visibility": job.visibility,
+            "attempts": 0,
+            "max_attempts": job.max_attempts or self.settings.max_attempts,
+            "not_before": 0.0,
+            "reply_attempts": 0,
+            "reply_state": job.reply_state,
+            "error_code": job.error_code,
+            "error_message": job.error_message,
+            "safety": {},
+            "created_at": now,
+            "updated_at": now,
+            "finished_at": now if job.state in JobState.TERMINAL else None,
+        }
+        new_id = self._insert(conn, params)
+        if new_id is not None:
+            return EnqueueResult(int(new_id), created=True)
+        existing = conn.execute(self._stmts.find_remote, params).scalar_one()
+        return EnqueueResult(int(existing), created=False)
+
+    def _insert(self, conn: Connection, params: dict[str, Any]) -> int | None:
+        """The enqueue INSERT, compiled once and run on the driver directly: SQLAlchemy's
+        per-execution parameter handling cost as much as SQLite's own work here."""
+        compiled = self._compiled_insert
+        if compiled is None:
+            compiled = self._compiled_insert = _DriverInsert.compile(self._stmts.insert, conn)
+        return conn.exec_driver_sql(compiled.sql, compiled.arguments(params)).scalar()
+
+    # ------------------------------------------------------------------ generation side
+    async def claim(
+        self,
+        worker_id: str,
+        max_batch: int,
+        lease_seconds: float | None = None,
+        *,
+        max_images: int | None = None,
+    ) -> list[Row[Any]]:
+        """Take up to `max_batch` compatible queued jobs (same batch key) under a lease.
+
+        With `max_images`, the jobs' images (`n`) add up to at most that many — except that
+        the first job is always taken, so a large request is never starved.
+        """
+        lease = lease_seconds or self.settings.lease_seconds
+        claimed = await self.db.run(
+            self._claim, worker_id, max_batch, lease, self._now(), max_images
+        )
+        for row in claimed:
+            self._transition(row.id, JobState.QUEUED, JobState.GENERATING, worker=worker_id)
+        return claimed
+
+    def _claim(
+        self,
+        conn: Connection,
+        worker_id: str,
+        max_batch: int,
+        lease: float,
+        now: float,
+        max_images: int | None = None,
+    ) -> list[Row[Any]]:
+        cap = self.settings.per_requester_in_flight
+        key = conn.execute(self._stmts.claim_head, {"now": now, "cap": cap}).scalar()
+        if key is None:
+            return []
+        rows = conn.execute(
+            self._stmts.claim_candidates, {"now": now, "key": key, "limit": max_batch * 4}
+        ).all()
+        in_flight = self._in_flight(conn, {r.requester for r in rows})
+        chosen: list[int] = []
+        images_taken = 0
+        for row in rows:
+            if in_flight[row.requester] >= cap:
+                continue
+            if max_images is not None and chosen and images_taken + row.n > max_images:
+                continue
+            in_flight[row.requester] += 1
+            chosen.append(row.id)
+            images_taken += row.n
+            if len(chosen) == max_batch or (max_images is not None and images_taken >= max_images):
+                break
+        if not chosen:
+            return []
+        claimed = conn.execute(
+            self._stmts.claim_update,
+            {"ids": chosen, "worker": worker_id, "expires": now + lease, "now": now},
+        ).all()
+        order = {job_id: i for i, job_id in enumerate(chosen)}
+        claimed.sort(key=lambda r: order[r.id])
+        return claimed
+
+    def _in_flight(self, conn: Connection, requesters: Iterable[str]) -> Counter[str]:
+        wanted = set(requesters)
+        result = conn.execute(self._stmts.in_flight)
+        return Counter({name: int(n) for name, n in result.all() if name in wanted})
+
+    async def heartbeat(
+        self, worker_id: str, job_ids: Sequence[int], lease_seconds: float | None = None
+    ) -> int:
+        """Extend the lease of jobs this worker still holds; returns how many it holds."""
+        if not job_ids:
+            return 0
+        expires = self._now() + (lease_seconds or self.settings.lease_seconds)
+
+        def _heartbeat(conn: Connection) -> int:
+            return conn.execute(
+                update(jobs)
+                .where(
+                    jobs.c.id.in_(list(job_ids)),
+                    jobs.c.lease_owner == worker_id,
+                    or_(
+                        jobs.c.state.in_((JobState.GENERATING, JobState.REPLYING)),
+                        jobs.c.reply_state == ReplyState.SENDING,
+                    ),
+                )
+                .values(lease_expires_at=expires)
+            ).rowcount
+
+        return await self.db.run(_heartbeat)
+
+    async def complete(
+        self,
+        worker_id: str,
+        job_id: int,
+        image_rows: Sequence[dict[str, Any]],
+        *,
+        generation_seconds: float | None = None,
+        safety: dict[str, Any] | None = None,
+    ) -> bool:
+        """generating → generated with its images. False when the lease was lost meanwhile."""
+        now = self._now()
+
+        def _complete(conn: Connection) -> bool:
+            result = conn.execute(
+                self._stmts.complete,
+                {
+                    "job_id": job_id,
+                    "worker": worker_id,
+                    "now": now,
+                    "seconds": generation_seconds,
+                    "safety": safety or {},
+                },
+            )
+            if result.rowcount != 1:
+                return False
+            if image_rows:
+                conn.execute(insert(images), [{**r, "job_id": job_id} for r in image_rows])
+            return True
+
+        done = await self.db.run(_complete)
+        if done:
+            self._transition(job_id, JobState.GENERATING, JobState.GENERATED)
+        return done
+
+    async def fail(
+        self, worker_id: str, job_id: int, code: str, message: str, *, retryable: bool
+    ) -> str | None:
+        """A generation error: back to queued with backoff, or failed (+ an error reply)."""
+        now = self._now()
+
+        def _fail(conn: Connection) -> str | None:
+            row = conn.execute(
+                select(jobs.c.attempts, jobs.c.max_attempts).where(
+                    jobs.c.id == job_id,
+                    jobs.c.state == JobState.GENERATING,
+                    jobs.c.lease_owner == worker_id,
+                )
+            ).first()
+            if row is None:
+                return None
+            if retryable and row.attempts < row.max_attempts:
+                values: dict[str, Any] = {
+                    "state": JobState.QUEUED,
+                    "not_before": now + self._backoff(row.attempts),
+                }
+            else:
+                values = {
+                    "state": JobState.FAILED,
+                    "finished_at": now,
+                    "reply_state": ReplyState.PENDING,
+                }
+            conn.execute(
+                update(jobs)
+                .where(jobs.c.id == job_id)
+                .values(
+                    **values,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    error_code=code,
+                    error_message=message,
+                    updated_at=now,
+                )
+            )
+            return values["state"]
+
+        new_state = await self.db.run(_fail)
+        if new_state:
+            self._transition(job_id, JobState.GENERATING, new_state, code)
+        return new_state
+
+    async def release(self, worker_id: str, job_ids: Sequence[int]) -> int:
+        """Give claimed jobs back untouched (a worker stopping before it started them)."""
+        if not job_ids:
+            return 0
+        now = self._now()
+
+        def _release(conn: Connection) -> int:
+            return conn.execute(
+                update(jobs)
+                .where(
+                    jobs.c.id.in_(list(job_ids)),
+                    jobs.c.lease_owner == worker_id,
+                    jobs.c.state == JobState.GENERATING,
+                )
+                .values(
+                    state=JobState.QUEUED,
+                    attempts=jobs.c.attempts - 1,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    updated_at=now,
+                )
+            ).rowcount
+
+        released = await self.db.run(_release)
+        for job_id in job_ids:
+            self._transition(job_id, JobState.GENERATING, JobState.QUEUED, "released")
+        return released
+
+    async def requeue_expired(self) -> int:
+        """Return jobs whose lease ran out (a worker or replier died) to where they resume."""
+        moved = await self.db.run(self._requeue_expired, self._now())
+        for job_id, old, new in moved:
+            self._transition(job_id, old, new, "lease_expired")
+        return len(moved)
+
+    def _requeue_expired(self, conn: Connection, now: float) -> list[tuple[int, str, str]]:
+        expired = and_(jobs.c.lease_expires_at.is_not(None), jobs.c.lease_expires_at < now)
+        stale = conn.execute(
+            select(jobs.c.id, jobs.c.state, jobs.c.attempts, jobs.c.max_attempts).where(
+                expired,
+                or_(
+                    jobs.c.state.in_((JobState.GENERATING, JobState.REPLYING)),
+                    jobs.c.reply_state == ReplyState.SENDING,
+                ),
+            )
+        ).all()
+        moved = []
+        for row in stale:
+            values: dict[str, Any]
+            if row.state == JobState.GENERATING and row.attempts < row.max_attempts:
+                values = {"state": JobState.QUEUED, "not_before": now + self._backoff(row.attempts)}
+            elif row.state == JobState.GENERATING:
+                values = {
+                    "state": JobState.FAILED,
+                    "finished_at": now,
+                    "reply_state": ReplyState.PENDING,
+                    "error_code": "generation_failed",
+                    "error_message": "the generator stopped while working on it",
+                }
+            elif row.state == JobState.REPLYING:
+                values = {"state": JobState.GENERATED}
+            else:
+                values = {"reply_state": ReplyState.PENDING}
+            conn.execute(
+                update(jobs)
+                .where(jobs.c.id == row.id, expired)
+                .values(**values, lease_owner=None, lease_expires_at=None, updated_at=now)
+            )
+            moved.append((row.id, row.state, values.get("state", row.state)))
+        return moved
+
+    # ------------------------------------------------------------------ reply side
+    async def claim_replies(
+        self, worker_id: str, limit: int = 10, lease_seconds: float = 120.0
+    ) -> list[Row[Any]]:
+        """Take generated jobs (→ replying) and pending error replies (→ sending)."""
+        out = await self.db.run(self._claim_replies, worker_id, limit, lease_seconds, self._now())
+        for row in out:
+            if row.state == JobState.REPLYING:
+                self._transition(row.id, JobState.GENERATED, JobState.REPLYING, worker=worker_id)
+        return out
+
+    def _claim_replies(
+        self, conn: Connection, worker_id: str, limit: int, lease_seconds: float, now: float
+    ) -> list[Row[Any]]:
+        lease = {"lease_owner": worker_id, "lease_expires_at": now + lease_seconds}
+        error_reply_due = and_(
+            REPLY_PENDING, jobs.c.state.in_((JobState.REJECTED, JobState.FAILED))
+        )
+        out: list[Row[Any]] = []
+        for where, values in (
+            (IS_GENERATED, {"state": JobState.REPLYING}),
+            (error_reply_due, {"reply_state": ReplyState.SENDING}),
+        ):
+            picked = select(jobs.c.id).where(where, jobs.c.not_before <= now)
+            picked = picked.order_by(jobs.c.id).limit(limit - len(out))
+            if self._pg:
+                picked = picked.with_for_update(skip_locked=True)
+            ids = list(conn.execute(picked).scalars())
+            if ids:
+                rows = conn.execute(
+                    update(jobs)
+                    .where(jobs.c.id.in_(ids), where)
+                    .values(
+                        **values, **lease, reply_attempts=jobs.c.reply_attempts + 1, updated_at=now
+                    )
+                    .returning(*jobs.c)
+                )
+                out.extend(rows.all())
+            if len(out) >= limit:
+                break
+        return out
+
+    async def reply_sent(
+        self, worker_id: str, job_id: int, remote_id: str | None, url: str | None = None
+    ) -> bool:
+        """The reply is on the server: replying → done, or an error reply sending → sent."""
+        now = self._now()
+
+        def _sent(conn: Connection) -> Row[Any] | None:
+            row = conn.execute(
+                select(jobs.c.state, jobs.c.created_at).where(
+                    jobs.c.id == job_id, jobs.c.lease_owner == worker_id
+                )
+            ).first()
+            if row is None:
+                return None
+            if row.state == JobState.REPLYING:
+                values: dict[str, Any] = {"state": JobState.DONE, "finished_at": now}
+            else:
+                values = {"reply_state": ReplyState.SENT}
+            conn.execute(
+                update(jobs)
+                .where(jobs.c.id == job_id)
+                .values(
+                    **values,
+                    reply_remote_id=remote_id,
+                    reply_url=url,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    updated_at=now,
+                )
+            )
+            return row
+
+        row = await self.db.run(_sent)
+        if row is None:
+            return False
+        if row.state == JobState.REPLYING:
+            metrics.REPLY_LATENCY.observe(max(0.0, now - row.created_at))
+            self._transition(job_id, JobState.REPLYING, JobState.DONE, remote=remote_id)
+        return True
+
+    async def reply_failed(
+        self,
+        worker_id: str,
+        job_id: int,
+        code: str,
+        message: str,
+        *,
+        retryable: bool,
+        retry_after: float | None = None,
+        gone: bool = False,
+    ) -> str | None:
+        """A post attempt failed. Transient → try again later (never dropped); permanent →
+        failed without reply; the request deleted → cancelled."""
+        now = self._now()
+
+        def _failed(conn: Connection) -> tuple[str, str] | None:
+            row = conn.execute(
+                select(jobs.c.state, jobs.c.reply_attempts).where(
+                    jobs.c.id == job_id, jobs.c.lease_owner == worker_id
+                )
+            ).first()
+            if row is None:
+                return None
+            sending_images = row.state == JobState.REPLYING
+            values: dict[str, Any]
+            give_up = row.reply_attempts >= self.settings.max_reply_attempts
+            if retryable and not gone and not give_up:
+                cap = self.settings.reply_retry_max_seconds
+                delay = self._backoff(row.reply_attempts, cap)
+                server_wait = retry_after if retry_after and math.isfinite(retry_after) else 0.0
+                values = {"not_before": now + min(max(delay, server_wait), cap)}
+                if sending_images:
+                    values["state"] = JobState.GENERATED
+                else:
+                    values["reply_state"] = ReplyState.PENDING
+            elif sending_images:
+                values = {
+                    "state": JobState.CANCELLED if gone else JobState.FAILED,
+                    "finished_at": now,
+                    "error_code": code,
+                    "error_message": message,
+                }
+            else:
+                values = {"reply_state": ReplyState.GAVE_UP}
+            conn.execute(
+                update(jobs)
+                .where(jobs.c.id == job_id)
+                .values(**values, lease_owner=None, lease_expires_at=None, updated_at=now)
+            )
+            return row.state, values.get("state", row.state)
+
+        moved = await self.db.run(_failed)
+        if moved is None:
+            return None
+        self._transition(job_id, moved[0], moved[1], code)
+        return moved[1]
+
+    # ------------------------------------------------------------------ admin
+    async def cancel(self, job_id: int, reason: str = "cancelled") -> bool:
+        """Stop a job that has not finished; a worker holding it finds its lease gone."""
+        now = self._now()
+
+        def _cancel(conn: Connection) -> str | None:
+            row = conn.execute(select(jobs.c.state).where(jobs.c.id == job_id)).first()
+            if row is None or row.state in JobState.TERMINAL:
+                return None
+            conn.execute(
+                update(jobs)
+                .where(jobs.c.id == job_id, jobs.c.state == row.state)
+                .values(
+                    state=JobState.CANCELLED,
+                    error_code="cancelled",
+                    error_message=reason,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    finished_at=now,
+                    updated_at=now,
+                )
+            )
+            return row.state
+
+        old = await self.db.run(_cancel)
+        if old is None:
+            return False
+        self._transition(job_id, old, JobState.CANCELLED, reason)
+        return True
+
+    async def retry(self, job_id: int) -> bool:
+        """Put a failed or cancelled job back in the queue with fresh attempts."""
+        now = self._now()
+
+        def _retry(conn: Connection) -> str | None:
+            row = conn.execute(select(jobs.c.state, jobs.c.kind).where(jobs.c.id == job_id)).first()
+            if row is None or row.state not in (JobState.FAILED, JobState.CANCELLED):
+                return None
+            if row.kind not in ("mention", "campaign"):
+                return None  # help/delete notices are not generated
+            old_paths.extend(
+                conn.execute(select(images.c.path).where(images.c.job_id == job_id)).scalars()
+            )
+            conn.execute(delete(images).where(images.c.job_id == job_id))
+            clock = conn.execute(
+                select(func.coalesce(func.min(jobs.c.fair_seq), 0)).where(IS_QUEUED)
+            ).scalar_one()
+            conn.execute(
+                update(jobs)
+                .where(jobs.c.id == job_id)
+                .values(
+                    state=JobState.QUEUED,
+                    attempts=0,
+                    reply_attempts=0,
+                    fair_seq=clock,
+                    not_before=0.0,
+                    error_code=None,
+                    error_message=None,
+                    reply_state=ReplyState.NONE,
+                    finished_at=None,
+                    updated_at=now,
+                )
+            )
+            return row.state
+
+        old_paths: list[str] = []
+        old = await self.db.run(_retry)
+        if old is None:
+            return False
+        for path in old_paths:
+            Path(path).unlink(missing_ok=True)
+        self._transition(job_id, old, JobState.QUEUED, "retry")
+        return True
+
+    async def update_queued(self, job_id: int, **values: Any) -> bool:
+        """Change a job that is still queued (a request edited before it was handled)."""
+        now = self._now()
+
+        def _update(conn: Connection) -> int:
+            return conn.execute(
+                update(jobs)
+                .where(jobs.c.id == job_id, jobs.c.state == JobState.QUEUED)
+                .values(**values, updated_at=now)
+            ).rowcount
+
+        return bool(await self.db.run(_update))
+
+    async def update_params(self, job_id: int, values: dict[str, Any]) -> None:
+        """Merge `values` into a job's params (small notes such as 'wait notice sent')."""
+
+        def _update(conn: Connection) -> None:
+            current = conn.execute(select(jobs.c.params).where(jobs.c.id == job_id)).scalar()
+            conn.execute(
+                update(jobs)
+                .where(jobs.c.id == job_id)
+                .values(params={**(current or {}), **values}, updated_at=self._now())
+            )
+
+        await self.db.run(_update)
+
+    async def get(self, job_id: int) -> Row[Any] | None:
+        return await self.db.run(
+            lambda conn: conn.execute(select(jobs).where(jobs.c.id == job_id)).first()
+        )
+
+    async def find(self, platform: str, bot_account: str, remote_id: str) -> Row[Any] | None:
+        query = select(jobs).where(
+            jobs.c.platform == platform,
+            jobs.c.bot_account == bot_account,
+            jobs.c.remote_id == remote_id,
+        )
+        return await self.db.run(lambda conn: conn.execute(query).first())
+
+    async def find_by_reply(
+        self, platform: str, bot_account: str, reply_id: str
+    ) -> Row[Any] | None:
+        """The job whose reply (the bot's post) has this remote id — for `again`/`delete`."""
+        query = select(jobs).where(
+            jobs.c.platform == platform,
+            jobs.c.bot_account == bot_account,
+            jobs.c.reply_remote_id == reply_id,
+        )
+        return await self.db.run(lambda conn: conn.execute(query).first())
+
+    async def images(self, job_id: int) -> list[Row[Any]]:
+        query = select(images).where(images.c.job_id == job_id).order_by(images.c.index)
+        return await self.db.run(lambda conn: list(conn.execute(query).all()))
+
+    async def stats(self) -> dict[str, int]:
+        def _stats(conn: Connection) -> dict[str, int]:
+            result = conn.execute(select(jobs.c.state, func.count()).group_by(jobs.c.state))
+            counts = {state: 0 for state in JobState.ALL}
+            counts.update({state: int(n) for state, n in result.all()})
+            return counts
+
+        return await self.db.run(_stats)
+
+    async def list_jobs(
+        self, state: str | None = None, limit: int = 50, requester: str | None = None
+    ) -> list[Row[Any]]:
+        query = select(jobs).order_by(jobs.c.id.desc()).limit(limit)
+        if state:
+            query = query.where(jobs.c.state == state)
+        if requester:
+            query = query.where(jobs.c.requester == requester)
+        return await self.db.run(lambda conn: list(conn.execute(query).all()))
+
+    async def purge(self, older_than_seconds: float) -> tuple[int, int]:
+        """Delete finished jobs older than the retention and their image files."""
+        cutoff = self._now() - older_than_seconds
+        old = and_(
+            jobs.c.finished_at.is_not(None),
+            jobs.c.finished_at < cutoff,
+            jobs.c.state.in_(JobState.TERMINAL),
+        )
+
+        def _purge(conn: Connection) -> tuple[list[int], list[str]]:
+            ids = list(conn.execute(select(jobs.c.id).where(old)).scalars())
+            if not ids:
+                return [], []
+            paths = list(
+                conn.execute(select(images.c.path).where(images.c.job_id.in_(ids))).scalars()
+            )
+            conn.execute(delete(images).where(images.c.job_id.in_(ids)))
+            conn.execute(delete(jobs).where(jobs.c.id.in_(ids)))
+            return ids, paths
+
+        ids, paths = await self.db.run(_purge)
+        removed = 0
+        for path in paths:
+            file = Path(path)
+            if file.exists():
+                file.unlink()
+                removed += 1
+            parent = file.parent
+            if parent.exists() and not any(parent.iterdir()):
+                parent.rmdir()
+        if ids:
+            log.info(
+                "purged %d jobs and %d image files older than %.0fs",
+                len(ids),
+                removed,
+                older_than_seconds,
+            )
+        return len(ids), removed
+
+    # ------------------------------------------------------------------ logging
+    def _transition(
+        self, job_id: int, old: str | None, new: str, reason: str | None = None, **extra: Any
+    ) -> None:
+        for listener in self._listeners:
+            listener(new)
+        metrics.JOB_TRANSITIONS.labels(to_state=new).inc()
+        if new in JobState.TERMINAL and new != old:
+            metrics.JOBS_FINISHED.labels(outcome=new).inc()
+        if not log.isEnabledFor(logging.INFO):
+            return
+        log.info(
+            "job %s %s -> %s%s",
+            job_id,
+            old or "new",
+            new,
+            f" ({reason})" if reason else "",
+            extra={"job_id": job_id, "from_state": old, "to_state": new, "reason": reason, **extra},
+        )
+
+
+@dataclass(frozen=True)
+class _Statements:
+    """The hot-path statements, built once: constructing a SQLAlchemy statement costs more
+    than executing it on SQLite."""
+
+    insert: Any
+    find_remote: Any
+    claim_head: Any
+    claim_candidates: Any
+    claim_update: Any
+    in_flight: Any
+    complete: Any
+
+    @classmethod
+    def build(cls, pg: bool) -> _Statements:
+        clock = select(func.min(jobs.c.fair_seq)).where(IS_QUEUED).scalar_subquery()
+        mine = (
+            select(func.max(jobs.c.fair_seq) + 1)
+            .where(IS_QUEUED, jobs.c.requester == bindparam("requester"))
+            .scalar_subquery()
+        )
+        lo, hi = func.coalesce(clock, 0), func.coalesce(mine, 0)
+        columns = [
+            c
+            for c in jobs.c
+            if c.name
+            not in (
+                "id",
+                "fair_seq",
+                "generated_at",
+                "generation_seconds",
+                "lease_owner",
+                "lease_expires_at",
+                "reply_remote_id",
+                "reply_url",
+            )
+        ]
+        values: dict[str, Any] = {c.name: bindparam(c.name, type_=c.type) for c in columns}
+        values["fair_seq"] = case((hi > lo, hi), else_=lo)
+        dialect_insert = postgresql.insert if pg else sqlite.insert
+        insert_stmt = (
+            dialect_insert(jobs)
+            .values(values)
+            .on_conflict_do_nothing(index_elements=["platform", "bot_account", "remote_id"])
+            .returning(jobs.c.id)
+        )
+        find_remote = select(jobs.c.id).where(
+            jobs.c.platform == bindparam("platform"),
+            jobs.c.bot_account == bindparam("bot_account"),
+            jobs.c.remote_id == bindparam("remote_id"),
+        )
+        ready = and_(IS_QUEUED, jobs.c.not_before <= bindparam("now"))
+        capped = (
+            select(jobs.c.requester)
+            .where(IS_GENERATING)
+            .group_by(jobs.c.requester)
+            .having(func.count() >= bindparam("cap"))
+        )
+        head = (
+            select(jobs.c.batch_key)
+            .where(ready, jobs.c.requester.not_in(capped))
+            .order_by(*CLAIM_ORDER)
+            .limit(1)
+        )
+        candidates = (
+            select(jobs.c.id, jobs.c.requester, jobs.c.n)
+            .where(ready, jobs.c.batch_key == bindparam("key"))
+            .order_by(*CLAIM_ORDER)
+            .limit(bindparam("limit", type_=Integer))
+        )
+        if pg:
+            head = head.with_for_update(skip_locked=True, of=jobs)
+            candidates = candidates.with_for_update(skip_locked=True)
+        claim_update = (
+            update(jobs)
+            .where(jobs.c.id.in_(bindparam("ids", expanding=True)), IS_QUEUED)
+            .values(
+                state=JobState.GENERATING,
+                lease_owner=bindparam("worker"),
+                lease_expires_at=bindparam("expires"),
+                attempts=jobs.c.attempts + 1,
+                updated_at=bindparam("now"),
+            )
+            .returning(*CLAIM_COLUMNS)
+        )
+        # All generating jobs (few: workers × batch), not `requester IN (…)`: the planner
+        # would pick the full requester index and visit every job those people ever sent.
+        in_flight = (
+            select(jobs.c.requester, func.count()).where(IS_GENERATING).group_by(jobs.c.requester)
+        )
+        complete = (
+            update(jobs)
+            .where(
+                jobs.c.id == bindparam("job_id"),
+                jobs.c.state == JobState.GENERATING,
+                jobs.c.lease_owner == bindparam("worker"),
+            )
+            .values(
+                state=JobState.GENERATED,
+                lease_owner=None,
+                lease_expires_at=None,
+                not_before=0.0,
+                generated_at=bindparam("now"),
+                updated_at=bindparam("now"),
+                generation_seconds=bindparam("seconds", type_=Float),
+                safety=bindparam("safety", type_=JSON),
+            )
+        )
+        return cls(insert_stmt, find_remote, head, candidates, claim_update, in_flight, complete)
+
+
+@dataclass(frozen=True)
+class _DriverInsert:
+    """The enqueue INSERT as driver SQL plus how to turn a params dict into its arguments."""
+
+    sql: str
+    names: tuple[str, ...] | None  # positional (sqlite's qmark) order, or None for named
+    json_columns: frozenset[str]
+    literals: dict[str, Any]  # values SQLAlchemy bound itself (e.g. the `+ 1`, the 0s)
+
+    @classmethod
+    def compile(cls, statement: Any, conn: Connection) -> _DriverInsert:
+        compiled = statement.compile(dialect=conn.dialect)
+        names = tuple(compiled.positiontup) if compiled.positiontup else None
+        json_columns = frozenset(c.name for c in jobs.c if isinstance(c.type, JSON))
+        literals = {k: v for k, v in compiled.params.items() if v is not None}
+        return cls(str(compiled), names, json_columns, literals)
+
+    def arguments(self, params: dict[str, Any]) -> tuple[Any, ...] | dict[str, Any]:
+        values = dict(self.literals)
+        values.update(
+            (k, json.dumps(v) if k in self.json_columns else v) for k, v in params.items()
+        )
+        if self.names is None:
+            return values
+        return tuple(values[name] for name in self.names)

@@ -1,0 +1,1 @@
+"""The database: engine on its own thread, schema, Alembic migrations, cursors."""
