@@ -124,7 +124,7 @@ class HordeWorker:
     async def _idle(self) -> None:
         """Until a job finishes, stop, or idle_poll_seconds pass (a freed slot claims again)."""
         waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(self._wake.wait())]
-        waits.append(asyncio.ensure_future(self.clock.sleep(self.config.idle_poll_seconds)))
+        waits.append(asyncio.ensure_future(asyncio.sleep(self.config.idle_poll_seconds)))
         waits += [asyncio.ensure_future(asyncio.shield(t)) for t in self.tasks.values()]
         try:
             await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
@@ -184,8 +184,9 @@ class HordeWorker:
         self.outcomes[req.job_id] = err.code
 
     async def _heartbeat_loop(self) -> None:
+        # Real time, like the queue's leases; only the Horde's limits run on the injected clock.
         while True:
-            await self.clock.sleep(self.config.heartbeat_seconds)
+            await asyncio.sleep(self.config.heartbeat_seconds)
             if self.tasks:
                 with contextlib.suppress(Exception):
                     await self.source.heartbeat(
