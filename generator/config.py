@@ -167,7 +167,7 @@ class GeneratorConfig(BaseModel):
         description="'local' (this machine's GPU/CPU), 'horde' (only the AI Horde), or "
         "'local+horde' (local, overflowing to the Horde by the rule in [generator.horde])",
     )
-    horde: HordeConfig = Field(default_factory=HordeConfig)
+    horde: HordeConfig = Field(default_factory=lambda: HordeConfig())
 
     @model_validator(mode="after")
     def _check(self) -> GeneratorConfig:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from pathlib import Path
 
 from PIL import Image
@@ -135,7 +136,7 @@ async def test_checks_at_most_once_per_second_and_status_within_10_per_minute(
     await rig.run(req(1), req(2), req(3))
     assert len(rig.source.results) == 3
     for rid, times in rig.fake.check_times.items():
-        gaps = [b - a for a, b in zip(times, times[1:])]
+        gaps = [b - a for a, b in itertools.pairwise(times)]
         assert len(times) == 6 and min(gaps) >= 1.0, (rid, gaps)
     assert rig.fake.rate_limited == 0
 
