@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 from pathlib import Path
@@ -143,3 +144,16 @@ def test_models_accept_the_published_examples() -> None:
     assert isinstance(params, dict)
     assert set(ours) <= set(example) and set(params) <= set(example["params"])
     GenerationInput.model_validate(ours)
+
+
+async def test_back_to_back_checks_are_spaced_by_the_limiter(client, fake, clock) -> None:  # type: ignore[no-untyped-def]
+    got = await client.submit(client.payload)
+    other = await client.submit(client.payload)
+    for _ in range(4):
+        await client.check(got.id)
+        await client.check(other.id)
+    for rid in (got.id, other.id):
+        times = fake.check_times[rid]
+        assert len(times) == 4
+        assert min(b - a for a, b in itertools.pairwise(times)) >= 1.0
+    assert clock.now() - fake.requests[got.id].submitted_at < 4.5  # keys do not block each other
