@@ -6,7 +6,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from generator.horde.config import HordeConfig
+
 Kind = Literal["sd15", "sd2", "sdxl", "tiny"]
+Backend = Literal["local", "horde", "local+horde"]
 SchedulerName = Literal[
     "default",
     "euler",
@@ -159,6 +162,12 @@ class GeneratorConfig(BaseModel):
     idle_poll_seconds: float = Field(1.0, gt=0, description="wait between empty claims")
     data_dir: str = "data"
     safety: SafetyConfig = Field(default_factory=SafetyConfig)
+    backend: Backend = Field(
+        "local",
+        description="'local' (this machine's GPU/CPU), 'horde' (only the AI Horde), or "
+        "'local+horde' (local, overflowing to the Horde by the rule in [generator.horde])",
+    )
+    horde: HordeConfig = Field(default_factory=lambda: HordeConfig())
 
     @model_validator(mode="after")
     def _check(self) -> GeneratorConfig:
@@ -174,7 +183,27 @@ class GeneratorConfig(BaseModel):
                 f"heartbeat_seconds ({self.heartbeat_seconds}) must be below "
                 f"lease_seconds ({self.lease_seconds})"
             )
+        if self.backend != "local":
+            self._check_horde()
         return self
+
+    def _check_horde(self) -> None:
+        """The Horde is used: it needs a contact and model names it knows (never echo the key)."""
+        if not self.horde.contact:
+            raise ValueError(
+                f"backend = {self.backend!r} needs horde.contact: a URL or e-mail for the "
+                "Client-Agent header (fedibot:<version>:<contact>)"
+            )
+        unknown = sorted(set(self.horde.models) - set(self.models))
+        if unknown:
+            raise ValueError(
+                f"horde.models maps unknown model(s) {unknown}; allowed: {sorted(self.models)}"
+            )
+        if self.backend == "horde" and self.default_model not in self.horde.models:
+            raise ValueError(
+                f"backend = 'horde' but default_model {self.default_model!r} has no Horde name "
+                f"in horde.models (mapped: {sorted(self.horde.models)})"
+            )
 
     def model(self, name: str) -> ModelConfig:
         """The config of a short name; KeyError naming the known ones."""
