@@ -33,10 +33,11 @@ from generator.horde.flow import HordeFlow
 from generator.horde.overflow import OverflowSignals
 from generator.horde.ratelimit import ScaledClock
 from generator.horde.store import MemoryHordeJobStore
-from generator.horde.worker import HordeWorker, MemoryHordeWorkSource
+from generator.horde.worker import HordeWorker
 from generator.service import GeneratorService
 from generator.types import GenerationRequest, JobResult
 from tests.fakes.horde_server import Behaviour, FakeHorde
+from tests.memory_source import MemoryHordeWorkSource
 
 
 class TimedSource(MemoryHordeWorkSource):

@@ -12,7 +12,11 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from generator.config import GeneratorConfig
+from generator.horde.payload import ineligible
+from generator.horde.store import RETURNED_LOCAL, HordeJobStore
 from generator.types import GenerationError, GenerationRequest, JobResult
 
 
@@ -134,3 +138,36 @@ class MemoryWorkSource:
         with open(self.log_path, "a", encoding="utf-8") as fh:
             fh.write(line + "\n")
             fh.flush()
+
+
+class MemoryHordeWorkSource(MemoryWorkSource):
+    """MemoryWorkSource plus `claim_for_horde` (skips returned_local and ineligible jobs)."""
+
+    def __init__(self, config: GeneratorConfig, store: HordeJobStore, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.config = config
+        self.store = store
+
+    async def claim_for_horde(
+        self, worker_id: str, max_jobs: int, lease_seconds: float
+    ) -> list[GenerationRequest]:
+        self._expire()
+        taken: list[tuple[GenerationRequest, int]] = []
+        for item in list(self._queue):
+            if len(taken) >= max_jobs:
+                break
+            req = item[0]
+            rec = await self.store.get(req.job_id)
+            if (rec is not None and rec.state == RETURNED_LOCAL) or ineligible(self.config, req):
+                continue
+            taken.append(item)
+            self._queue.remove(item)
+        expires = self.clock() + lease_seconds
+        for req, attempts in taken:
+            self._leases[req.job_id] = _Lease(req, worker_id, expires, attempts)
+        self.claims.append([r.job_id for r, _ in taken])
+        return [r for r, _ in taken]
+
+    @property
+    def queued_images(self) -> int:
+        return sum(r.n_images for r, _ in self._queue)

@@ -21,9 +21,8 @@ from generator.horde import codes
 from generator.horde.flow import HordeFlow, HordeResult
 from generator.horde.images import rendered
 from generator.horde.overflow import OverflowSignals, decide
-from generator.horde.payload import ineligible, sampler_of
+from generator.horde.payload import sampler_of
 from generator.horde.store import DONE, FAILED, RETURNED_LOCAL, HordeJobStore
-from generator.memory_source import MemoryWorkSource, _Lease
 from generator.types import GenerationError, GenerationRequest, JobResult, WorkSource
 
 log = logging.getLogger("generator.horde")
@@ -192,36 +191,3 @@ class HordeWorker:
                     await self.source.heartbeat(
                         self.worker_id, list(self.tasks), self.config.lease_seconds
                     )
-
-
-class MemoryHordeWorkSource(MemoryWorkSource):
-    """MemoryWorkSource plus `claim_for_horde` (skips returned_local and ineligible jobs)."""
-
-    def __init__(self, config: GeneratorConfig, store: HordeJobStore, **kw: Any) -> None:
-        super().__init__(**kw)
-        self.config = config
-        self.store = store
-
-    async def claim_for_horde(
-        self, worker_id: str, max_jobs: int, lease_seconds: float
-    ) -> list[GenerationRequest]:
-        self._expire()
-        taken: list[tuple[GenerationRequest, int]] = []
-        for item in list(self._queue):
-            if len(taken) >= max_jobs:
-                break
-            req = item[0]
-            rec = await self.store.get(req.job_id)
-            if (rec is not None and rec.state == RETURNED_LOCAL) or ineligible(self.config, req):
-                continue
-            taken.append(item)
-            self._queue.remove(item)
-        expires = self.clock() + lease_seconds
-        for req, attempts in taken:
-            self._leases[req.job_id] = _Lease(req, worker_id, expires, attempts)
-        self.claims.append([r.job_id for r, _ in taken])
-        return [r for r, _ in taken]
-
-    @property
-    def queued_images(self) -> int:
-        return sum(r.n_images for r, _ in self._queue)

@@ -16,10 +16,11 @@ from generator.horde.client import HordeClient
 from generator.horde.flow import HordeFlow
 from generator.horde.ratelimit import ManualClock
 from generator.horde.store import MemoryHordeJobStore
-from generator.horde.worker import HordeWorker, MemoryHordeWorkSource
+from generator.horde.worker import HordeWorker
 from generator.service import GeneratorService
 from generator.types import GenerationRequest, SafetyResult
 from tests.fakes.horde_server import FakeHorde
+from tests.memory_source import MemoryHordeWorkSource
 
 SECRET_KEY = "sEcReT-hOrDe-KeY-4242"
 

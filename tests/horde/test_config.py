@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from fedibot.config import parse_config
-from fedibot.config_errors import ConfigError
+from fedibot.config.errors import ConfigError
+from fedibot.config.loader import parse_config
 from generator.config import GeneratorConfig
 
 SECRET = "very-secret-value-77"
