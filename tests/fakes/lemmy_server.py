@@ -45,7 +45,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
 
@@ -223,7 +223,7 @@ class FakeLemmy:
     ) -> JSON:
         """A person; local (on `hostname`) unless `domain` names another instance."""
         domain = domain or self.hostname
-        person = {
+        person: JSON = {
             "id": next(self._ids["person"]),
             "name": name,
             "display_name": display_name,
@@ -247,7 +247,7 @@ class FakeLemmy:
         return person
 
     def add_community(self, name: str, *, nsfw: bool = False) -> JSON:
-        community = {
+        community: JSON = {
             "id": next(self._ids["community"]),
             "name": name,
             "title": name.title(),
@@ -591,6 +591,8 @@ class FakeLemmy:
         renamed = {"actor_id": "ap_id", "published": "published_at", "updated": "updated_at"}
         out = {renamed.get(k, k): v for k, v in obj.items() if k not in _V4_DROPPED[kind]}
         out |= {k: v for k, v in _V4_ADDED[kind].items() if k not in out}
+        if kind == "community":  # [JS1] CommunityVisibility is snake_case
+            out["visibility"] = str(out["visibility"]).lower()
         if kind == "comment":
             out["child_count"] = sum(
                 1 for c in self.comments.values() if f".{obj['id']}." in c["path"]
@@ -894,7 +896,7 @@ class FakeLemmy:
     def _user(request: web.Request, *, required: bool = True) -> JSON | None:
         """The logged-in person. A bad token is ignored (the session middleware drops it); a
         route that needs a user then answers 401 `incorrect_login` ([S019]/[S1] FromRequest)."""
-        viewer = request[VIEWER]
+        viewer = cast("JSON | None", request[VIEWER])
         if viewer is not None and viewer.get("_invalid"):
             viewer = None
         if viewer is None and required:

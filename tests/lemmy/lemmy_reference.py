@@ -265,10 +265,10 @@ class Reference:
             if isinstance(value, python) and not (kind == "number" and isinstance(value, bool)):
                 return []
             return [f"{where}: expected {kind} ({expr}), got {value!r}"]
-        decl = self._declaration(expr)
-        if decl is None:
+        found = self._declaration(expr)
+        if found is None:
             return []  # a type outside dist/types (e.g. File): not checked
-        return self._check_object(where, expr, decl, value, closed=closed)
+        return self._check_object(where, expr, found, value, closed=closed)
 
     def _raw(self, name: str) -> str:
         path = self.dist / "types" / f"{name}.d.ts"
