@@ -315,6 +315,9 @@ class LemmyAdapter:
             raise AuthError(f"lemmy {self.name}: {call.path} refused the token ({code or status})")
         error = self._error(call, status, code, retry_after)
         vars(error)["lemmy_code"] = code
+        message = str(body.get("message") or "") if body else ""
+        if message and auth:  # never for the login call: its body holds the password
+            error.args = (f"{error.args[0]}: {message[:200]}",)
         raise error
 
     def _error(self, call: Call, status: int, code: str, retry_after: float | None) -> AdapterError:

@@ -71,6 +71,18 @@ async def test_the_fake_refuses_wrongly_cased_enums_like_lemmy(fake: FakeLemmy) 
     assert body["error"] == "unknown" and f"unknown variant `{wrong}`" in body["message"]
 
 
+async def test_the_servers_explanation_of_a_refusal_reaches_the_error(
+    adapter: LemmyAdapter, fake: FakeLemmy
+) -> None:
+    from federation.errors import PermanentError
+    from federation.lemmy_api import Call
+
+    wrong = "all" if fake.api_version == "v3" else "All"
+    call = Call("GET", f"/api/{fake.api_version}/comment/list", params={"type_": wrong})
+    with pytest.raises(PermanentError, match=f"unknown variant `{wrong}`"):
+        await adapter._request(call)
+
+
 # --- deleting ------------------------------------------------------------------------------
 
 
