@@ -55,6 +55,9 @@ from federation.types import Account, MediaItem, Mention, OutgoingPost, PostResu
 log = logging.getLogger(__name__)
 
 USER_AGENT = "fedibot (Lemmy adapter; +https://codeberg.org/fedibot)"
+# Error bodies are `{"error": "<LemmyErrorType in snake_case>", "message"?: ...}`.
+# 0.19: "not found" is 400 `couldnt_find_*` (lemmy 0.19.20 `crates/utils/src/error.rs`: only a
+# diesel NotFound is 404); 1.0: 404 `not_found` (lemmy 1.0 `crates/utils/src/error.rs`).
 _GONE_CODES = frozenset(
     {
         "couldnt_find_comment",
@@ -66,12 +69,21 @@ _GONE_CODES = frozenset(
         "deleted",
     }
 )
-_AUTH_CODES = frozenset({"not_logged_in", "incorrect_login", "invalid_token"})
+# A missing or expired token on a route that needs a user: 401 `incorrect_login` in both
+# versions (`impl FromRequest for LocalUserView`). `not_logged_in` (400) is the other refusal.
+_AUTH_CODES = frozenset({"incorrect_login", "not_logged_in"})
+# 0.19: 400 `rate_limit_error` (`crates/utils/src/rate_limit/mod.rs`); 1.0: 429, turned into
+# `too_many_requests` by `crates/utils/src/response.rs`.
+_RATE_LIMIT_CODES = frozenset({"rate_limit_error", "too_many_requests"})
+# Deleting what is already deleted: 0.19 `couldnt_update_comment`, 1.0 `couldnt_update`.
+_ALREADY_DELETED_CODES = frozenset({"couldnt_update_comment", "couldnt_update"})
+_MAX_INBOX_PAGES = 20  # per list and poll: 1,000 unread items
+_MAX_LOOKUP_PAGES = 4  # pages of a conversation searched for an earlier message
 _MARKER = "[//]: # (fedibot:{key})"
 
 
 class RateLimited(TransientError):
-    """The instance answered `rate_limit_error` (or HTTP 429)."""
+    """The instance answered `rate_limit_error` (0.19, 400) or `too_many_requests` (1.0, 429)."""
 
     code = "rate_limited"
 
@@ -295,17 +307,22 @@ class LemmyAdapter:
                 raise TransientError(f"lemmy {self.name}: {call.path} answered non-JSON")
             return body
         code = str(body.get("error") or "") if body else ""
-        if auth and token and (status == 401 or code in ("not_logged_in", "invalid_token")):
+        if auth and token and (status == 401 or code in _AUTH_CODES):
             if relogin and self.config.password is not None:
                 log.info("lemmy %s: token expired, logging in again", self.name)
                 await self._login(stale=token)
                 return await self._request(call, auth=auth, relogin=False, form=form)
             raise AuthError(f"lemmy {self.name}: {call.path} refused the token ({code or status})")
-        raise self._error(call, status, code, retry_after)
+        error = self._error(call, status, code, retry_after)
+        vars(error)["lemmy_code"] = code
+        message = str(body.get("message") or "") if body else ""
+        if message and auth:  # never for the login call: its body holds the password
+            error.args = (f"{error.args[0]}: {message[:200]}",)
+        raise error
 
     def _error(self, call: Call, status: int, code: str, retry_after: float | None) -> AdapterError:
         where = f"lemmy {self.name}: {call.method} {call.path} → {status} {code}".rstrip()
-        if code == "rate_limit_error" or status == 429:
+        if code in _RATE_LIMIT_CODES or status == 429:
             return RateLimited(where, retry_after=retry_after)
         if status == 413:
             return PermanentError(f"{where}: the image is larger than the instance accepts")
@@ -347,6 +364,11 @@ class LemmyAdapter:
                 return total
 
     async def _poll_once(self, sink: MentionSink) -> tuple[int, bool]:
+        """Collect every unread page first, then deliver oldest first.
+
+        Paging before anything is marked read keeps 0.19's page numbers stable; 1.0 follows
+        `next_page` as `page_cursor`. Items that stay unread (the sink failed) therefore never
+        hide the ones behind them."""
         api = self.api
         assert api is not None
         count_call = api.unread_count()
@@ -356,14 +378,23 @@ class LemmyAdapter:
             and api.unread_total(await self._request(count_call)) == 0
         ):
             return 0, False
-        items: list[InboxItem] = []
+        items: dict[tuple[str, int], InboxItem] = {}
         more = False
-        for call in api.inbox_calls():
-            body = await self._request(call)
-            items.extend(api.inbox_items(body))
-            more = more or api.page_full(body)
+        for first in api.inbox_calls():
+            call: Call | None = first
+            for _ in range(_MAX_INBOX_PAGES):
+                if call is None:
+                    break
+                body = await self._request(call)
+                for item in api.inbox_items(body):
+                    items.setdefault(item.key, item)
+                call = api.next_page(call, body)
+            more = more or call is not None
+        skipped = [item for item in items.values() if item.kind == "skip"]
+        if skipped:
+            await self._ack(skipped)
         seen = 0
-        for group in _group_items(items):
+        for group in _group_items([item for item in items.values() if item.kind != "skip"]):
             if any(item.key in self._unacked for item in group) or self._ignorable(group[0]):
                 await self._ack(group)
                 continue
@@ -624,15 +655,14 @@ class LemmyAdapter:
     async def _find_sent_private_message(
         self, post: OutgoingPost, marker: str | None
     ) -> PostResult | None:
-        assert self.api is not None
-        call = self.api.list_private_messages()
-        if call is None or marker is None:
+        """The bot's earlier message to the recipient carrying `marker` (see `conversation`)."""
+        if marker is None:
             return None
         try:
             recipient = self._recipient_id(post)
         except PermanentError:
             return None
-        for pm in self.api.private_messages(await self._request(call)):
+        for pm in await self._conversation(recipient):
             if (
                 int(pm.get("creator_id") or 0) == self._me_id
                 and int(pm.get("recipient_id") or 0) == recipient
@@ -642,17 +672,31 @@ class LemmyAdapter:
                 return PostResult(f"pm:{pm['id']}", pm.get("ap_id"))
         return None
 
+    async def _conversation(self, person_id: int, pages: int = _MAX_LOOKUP_PAGES) -> list[JSON]:
+        """Recent private messages between the bot and `person_id` (newest first)."""
+        assert self.api is not None
+        found: list[JSON] = []
+        call: Call | None = self.api.conversation(person_id)
+        for _ in range(pages):
+            if call is None:
+                break
+            body = await self._request(call)
+            found.extend(self.api.private_messages(body))
+            call = self.api.next_page(call, body)
+        return found
+
     async def request_exists(self, mention: Mention) -> bool:
         """False when the mention (comment or private message) was deleted or removed."""
         api = await self._ensure_started()
         if mention.is_private_message or mention.remote_id.startswith("pm:"):
             pm_id = int(mention.remote_id.removeprefix("pm:"))
             creator = int(mention.context.get("creator_id") or mention.author.id)
-            recent = api.private_messages(await self._request(api.pm_lookup(creator)))
+            recent = await self._conversation(creator, pages=1)
             for pm in recent:
                 if int(pm.get("id") or 0) == pm_id:
                     return not (pm.get("deleted") or pm.get("removed"))
-            # Not among the recent ones: gone, unless the page was full (then we cannot tell).
+            # Both versions leave deleted messages out of the list: not among the recent ones
+            # means gone, unless the page was full (then we cannot tell).
             return len(recent) >= INBOX_PAGE
         try:
             body = await self._request(api.get_comment(int(mention.remote_id)))
@@ -671,6 +715,17 @@ class LemmyAdapter:
             await self._request(call)
         except RemoteGone:
             log.info("lemmy %s: %s was already gone", self.name, remote_id)
+        except PermanentError as exc:
+            # Lemmy refuses to delete a comment twice (`couldnt_update_comment` / `couldnt_update`).
+            if remote_id.startswith("pm:") or _code_of(exc) not in _ALREADY_DELETED_CODES:
+                raise
+            try:
+                view = (await self._request(api.get_comment(int(remote_id)))).get("comment_view")
+            except RemoteGone:
+                return
+            if not (view or {}).get("comment", {}).get("deleted"):
+                raise
+            log.info("lemmy %s: %s was already deleted", self.name, remote_id)
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -745,6 +800,11 @@ def _compose(post: OutgoingPost, urls: list[str], *, as_links: bool) -> str:
         images = f"::: spoiler {title}\n{images}\n:::"
     parts = [post.text.strip(), images, _marker(post.idempotency_key) or ""]
     return "\n\n".join(part for part in parts if part)
+
+
+def _code_of(exc: AdapterError) -> str:
+    """The Lemmy error code (`{"error": …}`) an adapter error was made from, or ""."""
+    return str(vars(exc).get("lemmy_code") or "")
 
 
 def _json_or_none(text: str) -> JSON | None:

@@ -29,7 +29,7 @@ class Call:
 class InboxItem:
     """One unread inbox entry, the same for both versions."""
 
-    kind: str  # "mention" | "reply" | "private_message"
+    kind: str  # "mention" | "reply" | "private_message" | "skip" (mark read, never answer)
     read_type: str  # "person_mention" | "comment_reply" | "private_message" | "notification"
     inbox_id: int  # the id to mark read with
     creator: JSON
@@ -106,10 +106,17 @@ class RateLimits:
 
 
 class LemmyApi:
-    """Lemmy 0.19 (`/api/v3`)."""
+    """Lemmy 0.19 (`/api/v3`).
+
+    Every request shape here is checked against `lemmy-js-client@0.19.x` by
+    tests/lemmy/test_conformance.py (routes in `dist/http.js`, forms in `dist/types/*.d.ts`).
+    """
 
     version = "v3"
     prefix = "/api/v3"
+    # Enum values (0.19: PascalCase `ListingType` / `CommentSortType`).
+    listing_all = "All"
+    sort_new = "New"
 
     # --- session -------------------------------------------------------------------------
 
@@ -140,7 +147,13 @@ class LemmyApi:
         return sum(int(body.get(k) or 0) for k in ("replies", "mentions", "private_messages"))
 
     def inbox_calls(self) -> list[Call]:
-        params = {"sort": "New", "page": "1", "limit": str(INBOX_PAGE), "unread_only": "true"}
+        """The first page of each unread list; `next_page` gives the following ones."""
+        params = {
+            "sort": self.sort_new,
+            "page": "1",
+            "limit": str(INBOX_PAGE),
+            "unread_only": "true",
+        }
         pm_params = {"unread_only": "true", "page": "1", "limit": str(INBOX_PAGE)}
         return [
             Call("GET", f"{self.prefix}/user/mention", params=params),
@@ -167,11 +180,16 @@ class LemmyApi:
             )
         return items
 
-    def page_full(self, body: JSON) -> bool:
-        return any(
-            len(body.get(k) or []) >= INBOX_PAGE
-            for k in ("mentions", "replies", "private_messages")
-        )
+    def next_page(self, call: Call, body: JSON) -> Call | None:
+        """The same list's next page (0.19 pages by number), or None after the last one."""
+        if not any(
+            len(body.get(k) or []) >= int((call.params or {}).get("limit") or INBOX_PAGE)
+            for k in ("mentions", "replies", "private_messages", "comments")
+        ):
+            return None
+        params = dict(call.params or {})
+        params["page"] = str(int(params.get("page") or 1) + 1)
+        return Call(call.method, call.path, params=params)
 
     def mark_read(self, item: InboxItem) -> Call:
         if item.read_type == "person_mention":
@@ -206,8 +224,8 @@ class LemmyApi:
     def list_comments(self, parent_id: int) -> Call:
         params = {
             "parent_id": str(parent_id),
-            "type_": "All",
-            "sort": "New",
+            "type_": self.listing_all,
+            "sort": self.sort_new,
             "max_depth": "2",
             "limit": "50",
         }
@@ -230,21 +248,23 @@ class LemmyApi:
         body = {"private_message_id": pm_id, "deleted": True}
         return Call("POST", f"{self.prefix}/private_message/delete", json=body)
 
-    def list_private_messages(self, creator_id: int | None = None) -> Call | None:
-        """All recent messages (sent and received); None where the version has no such list."""
-        params = {"unread_only": "false", "page": "1", "limit": "50"}
-        if creator_id is not None:
-            params["creator_id"] = str(creator_id)
+    def conversation(self, person_id: int) -> Call:
+        """Recent private messages between the bot and `person_id`, both directions.
+
+        0.19 (lemmy 0.19.20 `crates/db_views/src/private_message_view.rs`): with
+        `unread_only=false`, `creator_id` selects messages from *or to* that person among the
+        caller's sent and received ones; deleted and removed messages are left out.
+        """
+        params = {
+            "unread_only": "false",
+            "creator_id": str(person_id),
+            "page": "1",
+            "limit": str(INBOX_PAGE),
+        }
         return Call("GET", f"{self.prefix}/private_message/list", params=params)
 
     def private_messages(self, body: JSON) -> list[JSON]:
         return [v["private_message"] for v in body.get("private_messages") or []]
-
-    def pm_lookup(self, creator_id: int) -> Call:
-        """Recent messages from `creator_id` to the bot (to see whether one still exists)."""
-        call = self.list_private_messages(creator_id)
-        assert call is not None
-        return call
 
     # --- images --------------------------------------------------------------------------
 
@@ -272,10 +292,17 @@ def _comment_item(kind: str, read_type: str, inbox: JSON, view: JSON) -> InboxIt
 
 
 class LemmyApiV4(LemmyApi):
-    """Lemmy 1.0 (`/api/v4`): one notification inbox, account routes, `/image` uploads."""
+    """Lemmy 1.0 (`/api/v4`): one notification inbox, account routes, `/image` uploads.
+
+    Checked against the `lemmy-js-client@1.0.0-beta.*` prereleases and lemmy's
+    `crates/api/routes/src/lib.rs` (see tests/lemmy/test_conformance.py).
+    """
 
     version = "v4"
     prefix = "/api/v4"
+    # Enum values: 1.0 serialises every enum in snake_case ("all", "new").
+    listing_all = "all"
+    sort_new = "new"
 
     def login(self, username: str, password: str) -> Call:
         body = {"username_or_email": username, "password": password, "stay_logged_in": True}
@@ -300,7 +327,17 @@ class LemmyApiV4(LemmyApi):
             note, data = view["notification"], view.get("data") or {}
             kind = _notification_kind(str(note.get("kind") or ""), data)
             if kind is None:
-                continue  # moderation notices and the like: nothing to answer
+                # Moderator actions, subscriptions, mentions in a post: nothing to answer, but
+                # marked read so that they do not fill the unread list for good.
+                items.append(
+                    InboxItem(
+                        kind="skip",
+                        read_type="notification",
+                        inbox_id=int(note["id"]),
+                        creator={},
+                    )
+                )
+                continue
             items.append(
                 InboxItem(
                     kind=kind,
@@ -315,8 +352,12 @@ class LemmyApiV4(LemmyApi):
             )
         return items
 
-    def page_full(self, body: JSON) -> bool:
-        return len(body.get("items") or []) >= INBOX_PAGE or bool(body.get("next_page"))
+    def next_page(self, call: Call, body: JSON) -> Call | None:
+        """1.0 pages with the opaque `next_page` cursor (`PagedResponse`), sent as `page_cursor`."""
+        cursor = body.get("next_page")
+        if not cursor or not body.get("items"):
+            return None
+        return Call(call.method, call.path, params={**(call.params or {}), "page_cursor": cursor})
 
     def mark_read(self, item: InboxItem) -> Call:
         body = {"notification_id": item.inbox_id, "read": True}
@@ -325,11 +366,26 @@ class LemmyApiV4(LemmyApi):
     def comment_views(self, body: JSON) -> list[JSON]:
         return list(body.get("items") or body.get("comments") or [])
 
-    def list_private_messages(self, creator_id: int | None = None) -> Call | None:
-        return None  # 1.0 lists received messages only through notifications
+    def delete_comment(self, comment_id: int) -> Call:
+        body = {"comment_id": comment_id, "deleted": True}
+        return Call("DELETE", f"{self.prefix}/comment", json=body)
 
-    def pm_lookup(self, creator_id: int) -> Call:
-        params = {"type_": "private_message", "unread_only": "false", "limit": "50"}
+    def delete_private_message(self, pm_id: int) -> Call:
+        body = {"private_message_id": pm_id, "deleted": True}
+        return Call("DELETE", f"{self.prefix}/private_message", json=body)
+
+    def conversation(self, person_id: int) -> Call:
+        """1.0 has no message list, only notifications. With `type_=private_message`,
+        `unread_only=false` and `creator_id`, lemmy (`crates/db_views/notification/src/impls.rs`)
+        returns the conversation: their messages to the bot and the bot's to them. The bot's
+        own messages are there only when the recipient is local (a notification row is
+        written for local recipients only); deleted messages are left out."""
+        params = {
+            "type_": "private_message",
+            "unread_only": "false",
+            "creator_id": str(person_id),
+            "limit": str(INBOX_PAGE),
+        }
         return Call("GET", f"{self.prefix}/account/notification/list", params=params)
 
     def private_messages(self, body: JSON) -> list[JSON]:
@@ -347,11 +403,13 @@ class LemmyApiV4(LemmyApi):
 
 
 def _notification_kind(kind: str, data: JSON) -> str | None:
-    normal = kind.replace("_", "").lower()
-    if normal in ("mention", "reply"):
-        return normal if data.get("comment") else None
-    if normal == "privatemessage" and data.get("private_message"):
-        return "private_message"
+    """`NotificationType` ("mention" | "reply" | "subscribed" | "private_message" |
+    "mod_action") with its `NotificationData` → what to answer; None: nothing to answer."""
+    data_type = str(data.get("type_") or "")
+    if kind in ("mention", "reply"):
+        return kind if data_type == "comment" and data.get("comment") else None
+    if kind == "private_message" and data_type == "private_message":
+        return "private_message" if data.get("private_message") else None
     return None
 
 

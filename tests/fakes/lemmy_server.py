@@ -1,10 +1,33 @@
 """A fake Lemmy instance (0.19 `/api/v3` or 1.0 `/api/v4`) on 127.0.0.1 for adapter tests.
 
-It follows the shapes in ../shared/fixtures/lemmy/README.md: stateful users, communities,
-posts, comments with `path`, the inboxes with read flags, login tokens (which a test can
-expire), the site's `local_site_rate_limit` (enforced, per kind, over a sliding window),
-pict-rs uploads, and a request log. Lemmy 1.0 renamed `actor_id` → `ap_id` and
-`published`/`updated` → `published_at`/`updated_at`; the v4 fake sends the new names.
+Stateful: users, communities, posts, comments with `path`, the inboxes with read flags, login
+tokens (which a test can expire), the site's `local_site_rate_limit` (enforced per kind over a
+sliding window), image uploads, and a request log (with each answer, for the conformance test).
+
+Where each shape comes from (checked by tests/lemmy/test_conformance.py against the installed
+packages, see tests/lemmy/lemmy_reference.py):
+
+* [JS019] lemmy-js-client@0.19.9 — `dist/http.js` (routes), `dist/types/*.d.ts` (shapes)
+* [JS1]   lemmy-js-client@1.0.0-beta.2 — the same files for `/api/v4`
+* [S019]  LemmyNet/lemmy tag 0.19.20 (e9d49b7b49f4751b924263fdebfc1af2a387eda9):
+          `src/api_routes_http.rs` (routes, rate limiters), `crates/utils/src/error.rs`
+          (error body `{"error": snake_case}`; 401 only for `incorrect_login`; 404 only for a
+          diesel NotFound, so the `couldnt_find_*` codes are 400),
+          `crates/utils/src/rate_limit/mod.rs` (400 `rate_limit_error`),
+          `src/session_middleware.rs` + `crates/db_views/src/local_user_view.rs` (a bad token
+          is ignored; a route needing a user answers 401 `incorrect_login`),
+          `crates/db_views/src/private_message_view.rs` (the message list)
+* [S1]    LemmyNet/lemmy 439734dd638a2c06a2f907beab7dcf4646e88f86 (1.0.0-beta.1):
+          `crates/api/routes/src/lib.rs` (routes, rate limiters: every `/api/v4` request counts
+          as `message`, plus `comment` / `image` / `register` where wrapped),
+          `crates/utils/src/error.rs` (401 `incorrect_login`, 404 `not_found`, else 400),
+          `crates/utils/src/response.rs` (429 → `too_many_requests`; other non-Lemmy errors,
+          e.g. a bad query string, → `{"error": "unknown", "message": ...}`),
+          `crates/db_views/notification/src/impls.rs` (the notification list and its filters),
+          `crates/diesel_utils/src/pagination.rs` (`next_page` only after a full page),
+          `crates/db_schema/src/utils/mod.rs` (limit 1..=50, default 20; 0.19: default 10)
+
+Lemmy 1.0 renamed `actor_id` → `ap_id` and `published`/`updated` → `published_at`/`updated_at`.
 
     async with FakeLemmy("v3") as fake:
         alice = fake.add_user("alice", domain="remote.example")
@@ -13,14 +36,16 @@ pict-rs uploads, and a request log. Lemmy 1.0 renamed `actor_id` → `ap_id` and
 
 from __future__ import annotations
 
+import base64
 import itertools
+import json
 import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
 
@@ -31,6 +56,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MENTIONS_REGEX = re.compile(r"@(?P<name>[\w.]+)@(?P<domain>[a-zA-Z0-9._:-]+)")
 BODY = web.RequestKey("json", dict)
 VIEWER = web.RequestKey("viewer", object)
+LOGGED = web.RequestKey("logged", object)
+# [S019]/[S1] the defaults of `local_site_rate_limit` (db migrations).
 DEFAULT_RATE_LIMITS: dict[str, tuple[int, float]] = {
     "message": (180, 60),
     "post": (6, 600),
@@ -47,10 +74,13 @@ def _now() -> str:
 
 
 class _ApiError(Exception):
-    def __init__(self, status: int, code: str) -> None:
+    """An answer `{"error": code, "message"?: message}` with `status`."""
+
+    def __init__(self, status: int, code: str, message: str | None = None) -> None:
         super().__init__(code)
         self.status = status
         self.code = code
+        self.message = message
 
 
 @dataclass
@@ -61,6 +91,8 @@ class LoggedRequest:
     json: Any
     user: str | None  # the authenticated user's name, if any
     status: int = 0
+    response: Any = None  # the JSON answer (None if not JSON)
+    multipart_fields: tuple[str, ...] = ()  # form field names of a multipart upload
 
 
 @dataclass
@@ -112,15 +144,26 @@ class FakeLemmy:
         if api_version not in ("v3", "v4"):
             raise ValueError(f"api_version must be 'v3' or 'v4', not {api_version!r}")
         self.api_version = api_version
-        self.version = "0.19.5" if api_version == "v3" else "1.0.0"
+        self.version = "0.19.20" if api_version == "v3" else "1.0.0-beta.1"
         self.hostname = hostname
-        self.v3_compat_site = v3_compat_site  # a v4 server also answering /api/v3/site
+        # A 1.0 server also answers `/api/v3` (crates/api/routes_v3); only `site` is modelled.
+        self.v3_compat_site = v3_compat_site
         self.max_upload_bytes = max_upload_bytes
         self.rate_limits = dict(DEFAULT_RATE_LIMITS) | dict(rate_limits or {})
         self._windows = {k: _Window(int(n), float(s)) for k, (n, s) in self.rate_limits.items()}
         self._ids = {
             k: itertools.count(1)
-            for k in ("person", "community", "post", "comment", "pm", "mention", "reply", "note")
+            for k in (
+                "person",
+                "community",
+                "post",
+                "comment",
+                "pm",
+                "mention",
+                "reply",
+                "note",
+                "modlog",
+            )
         }
         self.persons: dict[int, JSON] = {}
         self.passwords: dict[int, str] = {}
@@ -131,6 +174,7 @@ class FakeLemmy:
         self.person_mentions: dict[int, JSON] = {}
         self.comment_replies: dict[int, JSON] = {}
         self.notifications: dict[int, JSON] = {}
+        self.modlog: dict[int, JSON] = {}
         self.images: dict[str, _Image] = {}
         self.tokens: dict[str, int] = {}
         self.login_count = 0
@@ -179,7 +223,7 @@ class FakeLemmy:
     ) -> JSON:
         """A person; local (on `hostname`) unless `domain` names another instance."""
         domain = domain or self.hostname
-        person = {
+        person: JSON = {
             "id": next(self._ids["person"]),
             "name": name,
             "display_name": display_name,
@@ -203,7 +247,7 @@ class FakeLemmy:
         return person
 
     def add_community(self, name: str, *, nsfw: bool = False) -> JSON:
-        community = {
+        community: JSON = {
             "id": next(self._ids["community"]),
             "name": name,
             "title": name.title(),
@@ -345,13 +389,63 @@ class FakeLemmy:
                 for p in self.private_messages.values()
                 if p["recipient_id"] == pid and not p["read"] and not p["deleted"]
             ),
+            # [S1] get_unread_count: hidden (deleted/removed) items are not counted either
             "notifications": sum(
-                1 for n in self.notifications.values() if n["recipient_id"] == pid and not n["read"]
+                1
+                for n in self.notifications.values()
+                if n["recipient_id"] == pid and not n["read"] and self._note_visible(n)
             ),
         }
 
     def requests_to(self, method: str, path_suffix: str) -> list[LoggedRequest]:
         return [r for r in self.requests if r.method == method and r.path.endswith(path_suffix)]
+
+    # --- 1.0 notifications the bot does not answer (0.19 has no such inbox entries) --------
+
+    def mention_in_post(self, from_user: JSON, text: str) -> JSON:
+        """A post whose body @-mentions the bot: 1.0 notifies `mention` with a post, no comment."""
+        post = self.add_post(from_user, "A post")
+        post["body"] = f"@{self.bot['name']}@{self.hostname} {text}"
+        if self.api_version == "v4":
+            self._notification(self.bot["id"], from_user["id"], "mention", post=post)
+        return post
+
+    def subscribed_post(self, from_user: JSON) -> JSON:
+        """A new post in a community the bot subscribed to (1.0 `subscribed`, a post)."""
+        post = self.add_post(from_user, "News")
+        if self.api_version == "v4":
+            self._notification(self.bot["id"], from_user["id"], "subscribed", post=post)
+        return post
+
+    def mod_action(self, moderator: JSON, kind: str = "mod_remove_comment") -> None:
+        """A moderator acted on the bot (1.0 `mod_action` with a `ModlogView`)."""
+        if self.api_version != "v4":
+            return
+        modlog_id = next(self._ids["modlog"])
+        self.modlog[modlog_id] = {
+            "id": modlog_id,
+            "kind": kind,
+            "is_revert": False,
+            "reason": "spam",
+            "published_at": _now(),
+            "child_count": 0,
+            "moderator_id": moderator["id"],
+        }
+        self._notification(self.bot["id"], moderator["id"], "mod_action", modlog_id=modlog_id)
+
+    # --- errors as each version words them -------------------------------------------------
+
+    def _not_found(self, what: str) -> _ApiError:
+        """[S019] `.ok_or(CouldntFindX)` is 400; [S1] a diesel NotFound is 404 `not_found`."""
+        if self.api_version == "v3":
+            return _ApiError(400, f"couldnt_find_{what}")
+        return _ApiError(404, "not_found")
+
+    def _couldnt(self, action: str, what: str) -> _ApiError:
+        """[S019] `couldnt_update_comment` etc.; [S1] merged into `couldnt_update`."""
+        if self.api_version == "v3":
+            return _ApiError(400, f"couldnt_{action}_{what}")
+        return _ApiError(400, f"couldnt_{action}")
 
     # --- state changes (also used by the API handlers) -----------------------------------
 
@@ -360,18 +454,18 @@ class FakeLemmy:
     ) -> JSON:
         post = self.posts.get(post_id)
         if post is None:
-            raise _ApiError(404, "couldnt_find_post")
+            raise self._not_found("post")
         if post["deleted"] or post["removed"]:
             raise _ApiError(400, "deleted")
         if post["locked"]:
-            raise _ApiError(400, "locked")
+            raise _ApiError(400, "locked")  # [S019]/[S1] comment/create.rs
         if not content.strip():
-            raise _ApiError(400, "couldnt_create_comment")
+            raise self._couldnt("create", "comment")
         parent = None
         if parent_id is not None:
             parent = self.comments.get(parent_id)
             if parent is None or parent["post_id"] != post_id:
-                raise _ApiError(404, "couldnt_find_comment")
+                raise self._not_found("comment")
             if parent["deleted"] or parent["removed"]:
                 raise _ApiError(400, "deleted")
         comment_id = next(self._ids["comment"])
@@ -430,27 +524,32 @@ class FakeLemmy:
         kind: str,
         *,
         comment: JSON | None = None,
+        post: JSON | None = None,
         pm: JSON | None = None,
+        modlog_id: int | None = None,
     ) -> None:
+        """[JS1] `Notification`; 0.19 keeps its own three inbox tables instead."""
         note_id = next(self._ids["note"])
+        post_id = comment["post_id"] if comment else (post["id"] if post else None)
         self.notifications[note_id] = {
             "id": note_id,
             "recipient_id": recipient_id,
             "comment_id": comment["id"] if comment else None,
-            "post_id": comment["post_id"] if comment else None,
-            "private_message_id": pm["id"] if pm else None,
-            "creator_id": creator_id,
             "read": False,
             "published_at": _now(),
             "kind": kind,
+            "post_id": post_id,
+            "private_message_id": pm["id"] if pm else None,
+            "modlog_id": modlog_id,
+            "creator_id": creator_id,
         }
 
     def create_private_message(self, author: JSON, recipient_id: int, content: str) -> JSON:
         recipient = self.persons.get(recipient_id)
         if recipient is None:
-            raise _ApiError(404, "couldnt_find_person")
+            raise self._not_found("person")
         if not content.strip():
-            raise _ApiError(400, "couldnt_create_private_message")
+            raise self._couldnt("create", "private_message")
         pm_id = next(self._ids["pm"])
         pm = {
             "id": pm_id,
@@ -458,6 +557,7 @@ class FakeLemmy:
             "recipient_id": recipient_id,
             "content": content,
             "deleted": False,
+            "removed": False,
             "read": False,
             "published": _now(),
             "updated": None,
@@ -465,6 +565,7 @@ class FakeLemmy:
             "local": True,
         }
         self.private_messages[pm_id] = pm
+        # [S1] api_utils/src/notify.rs: a notification row only for a *local* recipient.
         if recipient["local"]:
             self._notification(recipient_id, author["id"], "private_message", pm=pm)
         return pm
@@ -477,12 +578,28 @@ class FakeLemmy:
 
     # --- rendering -----------------------------------------------------------------------
 
-    def _out(self, obj: JSON) -> JSON:
-        """One object as this API version sends it (1.0 renamed a few fields)."""
+    def _out(self, kind: str, obj: JSON) -> JSON:
+        """One stored object as this version sends it ([JS019] / [JS1] `types/<Kind>.d.ts`).
+
+        Objects are stored in the 0.19 shape; 1.0 renames the time and actor fields, drops
+        what it removed and adds its counters (which the fake keeps at 0)."""
         if self.api_version == "v3":
-            return dict(obj)
+            out = dict(obj)
+            if kind == "private_message":
+                out.pop("removed", None)  # 0.19 `PrivateMessage` has no `removed`
+            return out
         renamed = {"actor_id": "ap_id", "published": "published_at", "updated": "updated_at"}
-        return {renamed.get(k, k): v for k, v in obj.items()}
+        out = {renamed.get(k, k): v for k, v in obj.items() if k not in _V4_DROPPED[kind]}
+        out |= {k: v for k, v in _V4_ADDED[kind].items() if k not in out}
+        if kind == "community":  # [JS1] CommunityVisibility is snake_case
+            out["visibility"] = str(out["visibility"]).lower()
+        if kind == "comment":
+            out["child_count"] = sum(
+                1 for c in self.comments.values() if f".{obj['id']}." in c["path"]
+            )
+        if "last_refreshed_at" in out and out["last_refreshed_at"] is None:
+            out["last_refreshed_at"] = out.get("published_at")
+        return {k: v for k, v in out.items() if v is not None}  # Option::None is skipped
 
     def _comment_out(self, comment: JSON, viewer: JSON | None) -> JSON:
         shown = dict(comment)
@@ -490,15 +607,20 @@ class FakeLemmy:
             viewer is None or viewer["id"] != comment["creator_id"]
         ):
             shown["content"] = ""
-        return self._out(shown)
+        return self._out("comment", shown)
 
     def _comment_view(self, comment: JSON, viewer: JSON | None) -> JSON:
+        """[JS019] / [JS1] `CommentView`."""
         post = self.posts[comment["post_id"]]
-        return {
+        base = {
             "comment": self._comment_out(comment, viewer),
-            "creator": self._out(self.persons[comment["creator_id"]]),
-            "post": self._out(post),
-            "community": self._out(self.communities[post["community_id"]]),
+            "creator": self._out("person", self.persons[comment["creator_id"]]),
+            "post": self._out("post", post),
+            "community": self._out("community", self.communities[post["community_id"]]),
+        }
+        if self.api_version == "v4":
+            return base | _V4_VIEW_FLAGS
+        return base | {
             "counts": {
                 "comment_id": comment["id"],
                 "score": 1,
@@ -516,67 +638,88 @@ class FakeLemmy:
             "subscribed": "NotSubscribed",
             "saved": False,
             "creator_blocked": False,
-            "my_vote": None,
         }
 
+    def _post_view(self, post: JSON) -> JSON:
+        """[JS1] `PostView` (only 1.0 notifications carry one here)."""
+        return {
+            "post": self._out("post", post),
+            "creator": self._out("person", self.persons[post["creator_id"]]),
+            "community": self._out("community", self.communities[post["community_id"]]),
+        } | _V4_VIEW_FLAGS
+
     def _inbox_view(self, key: str, entry: JSON, viewer: JSON) -> JSON:
+        """[JS019] `PersonMentionView` / `CommentReplyView`."""
         view = self._comment_view(self.comments[entry["comment_id"]], viewer)
-        view.pop("comment")
         return {
             key: dict(entry),
-            "comment": self._comment_out(self.comments[entry["comment_id"]], viewer),
             **view,
-            "recipient": self._out(self.persons[entry["recipient_id"]]),
+            "recipient": self._out("person", self.persons[entry["recipient_id"]]),
         }
 
     def _pm_view(self, pm: JSON) -> JSON:
+        """[JS019] / [JS1] `PrivateMessageView`."""
         return {
-            "private_message": self._out(pm),
-            "creator": self._out(self.persons[pm["creator_id"]]),
-            "recipient": self._out(self.persons[pm["recipient_id"]]),
+            "private_message": self._out("private_message", pm),
+            "creator": self._out("person", self.persons[pm["creator_id"]]),
+            "recipient": self._out("person", self.persons[pm["recipient_id"]]),
         }
 
     def _site(self, viewer: JSON | None) -> JSON:
-        rate = {"local_site_id": 1, "published": _now(), "updated": None}
+        """[JS019] / [JS1] `GetSiteResponse` (the parts a client reads)."""
+        v4 = self.api_version == "v4"
+        rate: JSON = {"local_site_id": 1, "published": _now()}
         for kind, (count, seconds) in self.rate_limits.items():
-            rate[kind] = count
-            rate[f"{kind}_per_second"] = seconds
-        body: JSON = {
-            "site_view": {
-                "site": self._out(
-                    {
-                        "id": 1,
-                        "name": "Fake Lemmy",
-                        "sidebar": None,
-                        "published": _now(),
-                        "updated": None,
-                        "icon": None,
-                        "banner": None,
-                        "description": None,
-                        "actor_id": f"https://{self.hostname}/",
-                        "last_refreshed_at": _now(),
-                        "inbox_url": f"https://{self.hostname}/site_inbox",
-                        "public_key": "-----BEGIN PUBLIC KEY-----",
-                        "instance_id": 1,
-                        "content_warning": None,
-                    }
-                ),
-                "local_site": {
-                    "id": 1,
-                    "site_id": 1,
-                    "site_setup": True,
-                    "enable_downvotes": True,
-                    "enable_nsfw": True,
-                    "community_creation_admin_only": False,
-                    "require_email_verification": False,
-                    "private_instance": False,
-                    "registration_mode": "Open",
-                    "federation_enabled": True,
-                    "captcha_enabled": False,
-                },
-                "local_site_rate_limit": rate,
-                "counts": {"site_id": 1, "users": len(self.persons), "posts": len(self.posts)},
-            },
+            if v4:  # [JS1] LocalSiteRateLimit: `<kind>_max_requests`, `<kind>_interval_seconds`
+                rate[f"{kind}_max_requests"] = count
+                rate[f"{kind}_interval_seconds"] = seconds
+            else:  # [JS019] LocalSiteRateLimit: `<kind>`, `<kind>_per_second`
+                rate[kind] = count
+                rate[f"{kind}_per_second"] = seconds
+        site = {
+            "id": 1,
+            "name": "Fake Lemmy",
+            "published": _now(),
+            "actor_id": f"https://{self.hostname}/",
+            "last_refreshed_at": _now(),
+            "inbox_url": f"https://{self.hostname}/site_inbox",
+            "instance_id": 1,
+        }
+        if not v4:
+            site["public_key"] = "-----BEGIN PUBLIC KEY-----"
+        local_site = {
+            "id": 1,
+            "site_id": 1,
+            "site_setup": True,
+            "community_creation_admin_only": False,
+            "private_instance": False,
+            "federation_enabled": True,
+            "published": _now(),
+            "registration_mode": "open" if v4 else "Open",
+        }
+        site_view: JSON = {
+            "site": self._out("site", site),
+            "local_site": self._out("local_site", local_site),
+            "local_site_rate_limit": self._out("rate_limit", rate),
+        }
+        if v4:
+            site_view["instance"] = {"id": 1, "domain": self.hostname, "published_at": _now()}
+            body: JSON = {
+                "site_view": site_view,
+                "admins": [],
+                "version": self.version,
+                "all_languages": [],
+                "discussion_languages": [],
+                "oauth_providers": [],
+                "admin_oauth_providers": [],
+                "blocked_urls": [],
+                "active_plugins": [],
+                "captcha_enabled": False,
+            }
+            return body
+        site_view["counts"] = {"site_id": 1, "users": len(self.persons), "posts": len(self.posts)}
+        body = {
+            "site_view": site_view,
             "admins": [],
             "version": self.version,
             "all_languages": [],
@@ -585,27 +728,45 @@ class FakeLemmy:
             "custom_emojis": [],
             "blocked_urls": [],
         }
-        if viewer is not None and self.api_version == "v3":
+        if viewer is not None:
             body["my_user"] = self._my_user(viewer)
         return body
 
     def _my_user(self, viewer: JSON) -> JSON:
+        """[JS019] / [JS1] `MyUserInfo` (0.19 inside `GetSiteResponse`, 1.0 `GET /account`)."""
+        local_user = {
+            "id": viewer["id"],
+            "person_id": viewer["id"],
+            "show_nsfw": True,
+            "theme": "browser",
+            "interface_language": "en",
+            "show_bot_accounts": True,
+            "email_verified": True,
+            "accepted_application": True,
+            "admin": False,
+        }
+        if self.api_version == "v4":
+            return {
+                "local_user_view": {
+                    "local_user": local_user | {"default_listing_type": "local"},
+                    "person": self._out("person", viewer),
+                    "banned": False,
+                },
+                "follows": [],
+                "moderates": [],
+                "multi_community_follows": [],
+                "community_blocks": [],
+                "instance_communities_blocks": [],
+                "instance_persons_blocks": [],
+                "person_blocks": [],
+                "keyword_blocks": [],
+                "discussion_languages": [],
+            }
         return {
             "local_user_view": {
-                "local_user": {
-                    "id": viewer["id"],
-                    "person_id": viewer["id"],
-                    "show_nsfw": True,
-                    "theme": "browser",
-                    "default_sort_type": "Active",
-                    "default_listing_type": "Local",
-                    "interface_language": "en",
-                    "show_bot_accounts": True,
-                    "email_verified": True,
-                    "accepted_application": True,
-                    "admin": False,
-                },
-                "person": self._out(viewer),
+                "local_user": local_user
+                | {"default_sort_type": "Active", "default_listing_type": "Local"},
+                "person": self._out("person", viewer),
                 "counts": {"person_id": viewer["id"], "post_count": 0, "comment_count": 0},
             },
             "follows": [],
@@ -629,23 +790,65 @@ class FakeLemmy:
             request.path,
             dict(request.query),
             body,
-            viewer.get("name") if viewer else None,
+            viewer.get("name") if viewer and not viewer.get("_invalid") else None,
         )
         self.requests.append(logged)
+        request[LOGGED] = logged
         request[BODY] = body or {}
         request[VIEWER] = viewer
         response = self._injected_failure(request) or await self._guarded(request, handler)
         logged.status = response.status
+        if isinstance(response, web.Response) and response.content_type == "application/json":
+            logged.response = json.loads(response.body) if response.body else None  # type: ignore[arg-type]
         return response
 
     async def _guarded(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        kind = self._rate_kind(request)
-        if kind and not self._windows[kind].allow():
-            return web.json_response({"error": "rate_limit_error"}, status=429)
+        for kind in self._rate_kinds(request):
+            if not self._windows[kind].allow():
+                if self.api_version == "v3":  # [S019] rate_limit/mod.rs: a LemmyError, 400
+                    return web.json_response({"error": "rate_limit_error"}, status=400)
+                # [S1] 429 from actix-extensible-rate-limit, made JSON by response.rs
+                window = self._windows[kind]
+                wait = max(1, int(window.seconds))
+                return web.json_response(
+                    {"error": "too_many_requests"},
+                    status=429,
+                    headers={"Retry-After": str(wait)},
+                )
         try:
+            self._check_query(request)
             return await handler(request)
         except _ApiError as exc:
-            return web.json_response({"error": exc.code}, status=exc.status)
+            body = {"error": exc.code}
+            if exc.message:
+                body["message"] = exc.message
+            return web.json_response(body, status=exc.status)
+
+    def _check_query(self, request: web.Request) -> None:
+        """Query strings as serde reads them: enum casing, booleans, numbers, limit range.
+
+        A query that does not deserialise is actix's `QueryPayloadError`, 400, answered as
+        `{"error": "unknown", "message": "Query deserialize error: ..."}` ([S019]/[S1]
+        response.rs)."""
+        v4 = self.api_version == "v4"
+        enums = _ENUMS_V4 if v4 else _ENUMS_V3
+        for key, value in request.query.items():
+            allowed = enums.get((request.path.rsplit(f"/api/{self.api_version}", 1)[-1], key))
+            if allowed is not None and value not in allowed:
+                expected = ", ".join(f"`{v}`" for v in sorted(allowed))
+                raise _ApiError(
+                    400,
+                    "unknown",
+                    f"Query deserialize error: unknown variant `{value}`, "
+                    f"expected one of {expected}",
+                )
+            if key in _BOOL_FIELDS and value not in ("true", "false"):
+                raise _ApiError(400, "unknown", f"Query deserialize error: invalid value {value!r}")
+            if key in _INT_FIELDS and not value.lstrip("-").isdigit():
+                raise _ApiError(400, "unknown", f"Query deserialize error: invalid digit {value!r}")
+        limit = request.query.get("limit")
+        if limit is not None and not 1 <= int(limit) <= 50:
+            raise _ApiError(400, "invalid_fetch_limit" if v4 else "couldnt_get_comments")
 
     def _injected_failure(self, request: web.Request) -> web.Response | None:
         for failure in self._failures:
@@ -656,17 +859,29 @@ class FakeLemmy:
                 return web.json_response(failure.body, status=failure.status)
         return None
 
-    def _rate_kind(self, request: web.Request) -> str | None:
-        path = request.path
-        if request.method == "POST" and path in ("/pictrs/image", "/api/v4/image"):
-            return "image"
-        if not path.startswith("/api/"):
-            return None
-        if request.method == "POST" and path.endswith(("/comment", "/comment/")):
-            return "comment"
-        if request.method == "POST" and path.endswith("/post"):
-            return "post"
-        return "message"
+    def _rate_kinds(self, request: web.Request) -> list[str]:
+        """Which buckets a request draws from ([S019] api_routes_http.rs, [S1] routes/lib.rs)."""
+        path, method = request.path, request.method
+        if self.api_version == "v3":
+            if method == "POST" and path == "/pictrs/image":
+                return ["image"]
+            if not path.startswith("/api/v3/"):
+                return []
+            if method == "POST" and path == "/api/v3/comment":
+                return ["comment"]  # its own resource, wrapped only by the comment limiter
+            if path == "/api/v3/user/login":
+                return ["register"]
+            return ["message"]
+        if not path.startswith("/api/v4/"):
+            return []
+        kinds = ["message"]  # the whole /api/v4 scope is wrapped by rate_limit.message()
+        if method == "POST" and path == "/api/v4/comment":
+            kinds.append("comment")
+        elif method == "POST" and path == "/api/v4/image":
+            kinds.append("image")
+        elif path.startswith("/api/v4/account/auth/"):
+            kinds.append("register")
+        return kinds
 
     def _viewer(self, request: web.Request) -> JSON | None:
         header = request.headers.get("Authorization", "")
@@ -679,14 +894,17 @@ class FakeLemmy:
 
     @staticmethod
     def _user(request: web.Request, *, required: bool = True) -> JSON | None:
-        viewer = request[VIEWER]
+        """The logged-in person. A bad token is ignored (the session middleware drops it); a
+        route that needs a user then answers 401 `incorrect_login` ([S019]/[S1] FromRequest)."""
+        viewer = cast("JSON | None", request[VIEWER])
         if viewer is not None and viewer.get("_invalid"):
-            raise _ApiError(401, "not_logged_in")
+            viewer = None
         if viewer is None and required:
-            raise _ApiError(401, "not_logged_in")
+            raise _ApiError(401, "incorrect_login")
         return viewer
 
     def _routes(self, app: web.Application) -> None:
+        """Only routes that exist in the reference route table ([JS019]/[JS1] http.js)."""
         p = f"/api/{self.api_version}"
         r = app.router
         r.add_get(f"{p}/site", self._h_site)
@@ -695,10 +913,10 @@ class FakeLemmy:
         r.add_post(f"{p}/comment", self._h_comment_create)
         r.add_get(f"{p}/comment", self._h_comment_get)
         r.add_get(f"{p}/comment/list", self._h_comment_list)
-        r.add_post(f"{p}/comment/delete", self._h_comment_delete)
         r.add_post(f"{p}/private_message", self._h_pm_create)
-        r.add_post(f"{p}/private_message/delete", self._h_pm_delete)
         if self.api_version == "v3":
+            r.add_post(f"{p}/comment/delete", self._h_comment_delete)
+            r.add_post(f"{p}/private_message/delete", self._h_pm_delete)
             r.add_post(f"{p}/user/login", self._h_login)
             r.add_get(f"{p}/user/mention", self._h_mentions)
             r.add_get(f"{p}/user/replies", self._h_replies)
@@ -712,14 +930,16 @@ class FakeLemmy:
             r.add_get("/pictrs/image/delete/{token}/{file}", self._h_image_delete_v3)
             r.add_get("/pictrs/image/{file}", self._h_image_get)
         else:
+            r.add_delete(f"{p}/comment", self._h_comment_delete)
+            r.add_delete(f"{p}/private_message", self._h_pm_delete)
             r.add_post(f"{p}/account/auth/login", self._h_login)
             r.add_get(f"{p}/account", self._h_account)
+            r.add_get(f"{p}/account/unread_counts", self._h_unread_counts_v4)
             r.add_get(f"{p}/account/notification/list", self._h_notifications)
             r.add_post(f"{p}/account/notification/mark_as_read", self._h_mark_notification)
-            r.add_get(f"{p}/account/notification/count", self._h_notification_count)
             r.add_put(f"{p}/account/settings/save", self._h_save_settings)
+            r.add_delete(f"{p}/account/media", self._h_media_delete)
             r.add_post(f"{p}/image", self._h_upload)
-            r.add_delete(f"{p}/image", self._h_image_delete_v4)
             r.add_get(f"{p}/image/{{file}}", self._h_image_get)
 
     # --- handlers ------------------------------------------------------------------------
@@ -731,7 +951,7 @@ class FakeLemmy:
         body = request[BODY]
         person = self._local_person(str(body.get("username_or_email") or ""))
         if person is None or self.passwords.get(person["id"]) != body.get("password"):
-            raise _ApiError(400, "incorrect_login")
+            raise _ApiError(401, "incorrect_login")  # [S019]/[S1] the one 401
         token = secrets.token_urlsafe(24)
         self.tokens[token] = person["id"]
         self.login_count += 1
@@ -773,24 +993,34 @@ class FakeLemmy:
             if row["recipient_id"] == user["id"] and not (unread_only and row["read"])
         ]
         rows.sort(key=lambda row: row["id"], reverse=True)
-        return _page(rows, request)
+        return _page(rows, request, default_limit=10)
 
     async def _h_pm_list(self, request: web.Request) -> web.Response:
+        """[S019] private_message_view.rs: unread_only → only to me (optionally from
+        creator_id); otherwise sent and received, and creator_id picks the conversation with
+        that person (from *or* to). Deleted and removed messages are never listed."""
         user = self._user(request)
         assert user is not None
         unread_only = request.query.get("unread_only") == "true"
         creator_id = request.query.get("creator_id")
+        other = int(creator_id) if creator_id else None
         rows = []
         for pm in self.private_messages.values():
-            if user["id"] not in (pm["creator_id"], pm["recipient_id"]):
+            if pm["deleted"] or pm["removed"]:
                 continue
-            if unread_only and (pm["read"] or pm["recipient_id"] != user["id"] or pm["deleted"]):
-                continue
-            if creator_id and pm["creator_id"] != int(creator_id):
-                continue
+            if unread_only:
+                if pm["read"] or pm["recipient_id"] != user["id"]:
+                    continue
+                if other is not None and pm["creator_id"] != other:
+                    continue
+            else:
+                if user["id"] not in (pm["creator_id"], pm["recipient_id"]):
+                    continue
+                if other is not None and other not in (pm["creator_id"], pm["recipient_id"]):
+                    continue
             rows.append(pm)
         rows.sort(key=lambda pm: pm["id"], reverse=True)
-        views = [self._pm_view(pm) for pm in _page(rows, request)]
+        views = [self._pm_view(pm) for pm in _page(rows, request, default_limit=10)]
         return web.json_response({"private_messages": views})
 
     async def _h_mark_mention(self, request: web.Request) -> web.Response:
@@ -798,7 +1028,7 @@ class FakeLemmy:
         assert user is not None
         row = self.person_mentions.get(int(request[BODY].get("person_mention_id") or 0))
         if row is None or row["recipient_id"] != user["id"]:
-            raise _ApiError(404, "couldnt_update_comment")
+            raise _ApiError(400, "couldnt_update_comment")
         row["read"] = bool(request[BODY].get("read"))
         view = self._inbox_view("person_mention", row, user)
         return web.json_response({"person_mention_view": view})
@@ -808,7 +1038,7 @@ class FakeLemmy:
         assert user is not None
         row = self.comment_replies.get(int(request[BODY].get("comment_reply_id") or 0))
         if row is None or row["recipient_id"] != user["id"]:
-            raise _ApiError(404, "couldnt_update_comment")
+            raise _ApiError(400, "couldnt_update_comment")
         row["read"] = bool(request[BODY].get("read"))
         view = self._inbox_view("comment_reply", row, user)
         return web.json_response({"comment_reply_view": view})
@@ -818,7 +1048,7 @@ class FakeLemmy:
         assert user is not None
         pm = self.private_messages.get(int(request[BODY].get("private_message_id") or 0))
         if pm is None or pm["recipient_id"] != user["id"]:
-            raise _ApiError(404, "couldnt_update_private_message")
+            raise _ApiError(400, "couldnt_update_private_message")
         pm["read"] = bool(request[BODY].get("read"))
         return web.json_response({"private_message_view": self._pm_view(pm)})
 
@@ -829,33 +1059,96 @@ class FakeLemmy:
         counts.pop("notifications")
         return web.json_response(counts)
 
-    async def _h_notifications(self, request: web.Request) -> web.Response:
+    async def _h_unread_counts_v4(self, request: web.Request) -> web.Response:
+        """[JS1] `UnreadCountsResponse` (`GET /account/unread_counts`)."""
         user = self._user(request)
         assert user is not None
-        wanted = request.query.get("type_", "all").lower()
-        unread_only = request.query.get("unread_only") == "true"
-        rows = [
-            n
-            for n in self.notifications.values()
-            if n["recipient_id"] == user["id"]
-            and not (unread_only and n["read"])
-            and wanted in ("all", n["kind"])
+        return web.json_response({"notification_count": self.unread_for(user)["notifications"]})
+
+    async def _h_notifications(self, request: web.Request) -> web.Response:
+        """[S1] db_views/notification/src/impls.rs `NotificationQuery::list`."""
+        user = self._user(request)
+        assert user is not None
+        q = request.query
+        wanted = q.get("type_")
+        unread_only = q.get("unread_only") == "true"
+        creator_id = int(q["creator_id"]) if q.get("creator_id") else None
+        pm_type = wanted == "private_message"
+        me = user["id"]
+        rows = []
+        for n in self.notifications.values():
+            if not self._note_visible(n):
+                continue
+            if unread_only:
+                if n["recipient_id"] != me or n["read"]:
+                    continue
+            elif pm_type:
+                # "show messages FROM you also"
+                mine = n["private_message_id"] is not None and n["creator_id"] == me
+                if n["recipient_id"] != me and not mine:
+                    continue
+            elif n["recipient_id"] != me:
+                continue
+            if wanted not in (None, "all") and n["kind"] != wanted:
+                continue
+            if creator_id is not None:
+                if pm_type:
+                    them_to_me = n["recipient_id"] == me and n["creator_id"] == creator_id
+                    me_to_them = n["recipient_id"] == creator_id and n["creator_id"] == me
+                    if not (them_to_me or me_to_them):
+                        continue
+                elif n["creator_id"] != creator_id:
+                    continue
+            rows.append(n)
+        rows.sort(key=lambda n: (n["published_at"], n["id"]), reverse=True)
+        limit = int(q.get("limit") or 20)
+        after = _decode_cursor(q.get("page_cursor"))
+        if after is not None:
+            rows = [n for n in rows if (n["published_at"], n["id"]) < after]
+        page = rows[:limit]
+        items = [
+            {"notification": self._note_out(n), "data": self._notification_data(n, user)}
+            for n in page
         ]
-        rows.sort(key=lambda n: n["id"], reverse=True)
-        limit = int(request.query.get("limit") or 20)
-        offset = int(request.query.get("page_cursor") or 0)
-        page = rows[offset : offset + limit]
-        items = [{"notification": dict(n), "data": self._notification_data(n, user)} for n in page]
-        more = offset + limit < len(rows)
-        return web.json_response(
-            {"items": items, "next_page": str(offset + limit) if more else None, "prev_page": None}
-        )
+        answer: JSON = {"items": items}
+        if len(page) == limit:  # pagination.rs: a full page gets a next_page cursor
+            last = page[-1]
+            answer["next_page"] = _encode_cursor((last["published_at"], last["id"]))
+        return web.json_response(answer)
+
+    def _note_visible(self, note: JSON) -> bool:
+        """`filter_deleted_and_removed`: deleted/removed comments, posts, messages are hidden."""
+        if note["comment_id"] is not None:
+            c = self.comments[note["comment_id"]]
+            if c["deleted"] or c["removed"]:
+                return False
+        if note["private_message_id"] is not None:
+            pm = self.private_messages[note["private_message_id"]]
+            if pm["deleted"] or pm["removed"]:
+                return False
+        return True
+
+    def _note_out(self, note: JSON) -> JSON:
+        return {k: v for k, v in note.items() if v is not None}
 
     def _notification_data(self, note: JSON, viewer: JSON) -> JSON:
+        """[JS1] `NotificationData`, tagged by `type_`."""
+        if note["modlog_id"] is not None:
+            entry = dict(self.modlog[note["modlog_id"]])
+            moderator = self.persons[entry.pop("moderator_id")]
+            return {
+                "type_": "mod_action",
+                "modlog": entry,
+                "moderator": self._out("person", moderator),
+                "target_person": self._out("person", viewer),
+            }
         if note["private_message_id"] is not None:
             pm = self.private_messages[note["private_message_id"]]
             return {"type_": "private_message", **self._pm_view(pm)}
-        return {"type_": "comment", **self._comment_view(self.comments[note["comment_id"]], viewer)}
+        if note["comment_id"] is not None:
+            comment = self.comments[note["comment_id"]]
+            return {"type_": "comment", **self._comment_view(comment, viewer)}
+        return {"type_": "post", **self._post_view(self.posts[note["post_id"]])}
 
     async def _h_mark_notification(self, request: web.Request) -> web.Response:
         user = self._user(request)
@@ -865,11 +1158,6 @@ class FakeLemmy:
             raise _ApiError(404, "not_found")
         note["read"] = bool(request[BODY].get("read"))
         return web.json_response({"success": True})
-
-    async def _h_notification_count(self, request: web.Request) -> web.Response:
-        user = self._user(request)
-        assert user is not None
-        return web.json_response({"count": self.unread_for(user)["notifications"]})
 
     async def _h_comment_create(self, request: web.Request) -> web.Response:
         user = self._user(request)
@@ -882,18 +1170,21 @@ class FakeLemmy:
             str(body.get("content") or ""),
             parent_id=int(parent_id) if parent_id is not None else None,
         )
-        return web.json_response(
-            {"comment_view": self._comment_view(comment, user), "recipient_ids": []}
-        )
+        return web.json_response(self._comment_response(comment, user))
+
+    def _comment_response(self, comment: JSON, viewer: JSON | None) -> JSON:
+        """[JS019] `CommentResponse` has `recipient_ids`; [JS1] does not."""
+        answer: JSON = {"comment_view": self._comment_view(comment, viewer)}
+        if self.api_version == "v3":
+            answer["recipient_ids"] = []
+        return answer
 
     async def _h_comment_get(self, request: web.Request) -> web.Response:
         user = self._user(request, required=False)
         comment = self.comments.get(int(request.query.get("id") or 0))
         if comment is None:
-            raise _ApiError(404, "couldnt_find_comment")
-        return web.json_response(
-            {"comment_view": self._comment_view(comment, user), "recipient_ids": []}
-        )
+            raise self._not_found("comment")
+        return web.json_response(self._comment_response(comment, user))
 
     async def _h_comment_list(self, request: web.Request) -> web.Response:
         user = self._user(request, required=False)
@@ -903,14 +1194,22 @@ class FakeLemmy:
         if parent_id:
             parent = self.comments.get(int(parent_id))
             if parent is None:
-                raise _ApiError(404, "couldnt_find_comment")
+                raise self._not_found("comment")
             rows = [c for c in rows if c["path"].startswith(parent["path"])]
         if post_id:
             rows = [c for c in rows if c["post_id"] == int(post_id)]
         rows.sort(key=lambda c: c["id"], reverse=True)
-        views = [self._comment_view(c, user) for c in _page(rows, request)]
         if self.api_version == "v4":
-            return web.json_response({"items": views, "next_page": None, "prev_page": None})
+            limit = int(request.query.get("limit") or 20)
+            after = _decode_cursor(request.query.get("page_cursor"))
+            if after is not None:
+                rows = [c for c in rows if c["id"] < after[1]]
+            page = rows[:limit]
+            answer: JSON = {"items": [self._comment_view(c, user) for c in page]}
+            if len(page) == limit:
+                answer["next_page"] = _encode_cursor(("", page[-1]["id"]))
+            return web.json_response(answer)
+        views = [self._comment_view(c, user) for c in _page(rows, request, default_limit=10)]
         return web.json_response({"comments": views})
 
     async def _h_comment_delete(self, request: web.Request) -> web.Response:
@@ -918,13 +1217,14 @@ class FakeLemmy:
         assert user is not None
         comment = self.comments.get(int(request[BODY].get("comment_id") or 0))
         if comment is None:
-            raise _ApiError(404, "couldnt_find_comment")
+            raise self._not_found("comment")
+        deleted = bool(request[BODY].get("deleted"))
+        if comment["deleted"] == deleted:  # "Dont delete it if its already been deleted."
+            raise self._couldnt("update", "comment")
         if comment["creator_id"] != user["id"]:
             raise _ApiError(400, "no_comment_edit_allowed")
-        comment["deleted"] = bool(request[BODY].get("deleted"))
-        return web.json_response(
-            {"comment_view": self._comment_view(comment, user), "recipient_ids": []}
-        )
+        comment["deleted"] = deleted
+        return web.json_response(self._comment_response(comment, user))
 
     async def _h_pm_create(self, request: web.Request) -> web.Response:
         user = self._user(request)
@@ -940,7 +1240,7 @@ class FakeLemmy:
         assert user is not None
         pm = self.private_messages.get(int(request[BODY].get("private_message_id") or 0))
         if pm is None:
-            raise _ApiError(404, "couldnt_find_private_message")
+            raise self._not_found("private_message")
         if pm["creator_id"] != user["id"]:
             raise _ApiError(400, "edit_private_message_not_allowed")
         pm["deleted"] = bool(request[BODY].get("deleted"))
@@ -952,9 +1252,14 @@ class FakeLemmy:
         if request.content_length and request.content_length > self.max_upload_bytes + 4096:
             return web.json_response({"msg": "payload too large"}, status=413)
         reader = await request.multipart()
+        logged = request[LOGGED]
+        assert isinstance(logged, LoggedRequest)
         part = await reader.next()
         while part is not None and getattr(part, "name", None) != "images[]":
+            logged.multipart_fields += (str(getattr(part, "name", "")),)
             part = await reader.next()
+        if part is not None:
+            logged.multipart_fields += ("images[]",)
         if part is None:
             return web.json_response({"msg": "no images[] field", "files": []}, status=400)
         data = await part.read()  # type: ignore[union-attr]
@@ -965,10 +1270,11 @@ class FakeLemmy:
         content_type = part.headers.get("Content-Type", "application/octet-stream")
         token = secrets.token_hex(8)
         self.images[name] = _Image(bytes(data), content_type, token, user["id"])
-        if self.api_version == "v4":
+        if self.api_version == "v4":  # [JS1] UploadImageResponse
             return web.json_response(
                 {"image_url": f"{self.base_url}/api/v4/image/{name}", "filename": name}
             )
+        # [JS019] http.js uploadImage: pict-rs' own answer {"msg": "ok", "files": [...]}
         return web.json_response({"msg": "ok", "files": [{"file": name, "delete_token": token}]})
 
     async def _h_image_get(self, request: web.Request) -> web.Response:
@@ -984,7 +1290,8 @@ class FakeLemmy:
         del self.images[request.match_info["file"]]
         return web.Response(status=204)
 
-    async def _h_image_delete_v4(self, request: web.Request) -> web.Response:
+    async def _h_media_delete(self, request: web.Request) -> web.Response:
+        """[JS1] `deleteMedia`: `DELETE /account/media` {filename} (the user's own upload)."""
         user = self._user(request)
         assert user is not None
         name = str(request[BODY].get("filename") or "")
@@ -995,13 +1302,113 @@ class FakeLemmy:
         return web.json_response({"success": True})
 
 
+# 1.0 field changes per object ([JS019] vs [JS1] `types/*.d.ts`); renames happen in `_out`.
+_V4_DROPPED: dict[str, frozenset[str]] = {
+    "person": frozenset({"banned", "ban_expires"}),
+    "community": frozenset({"description", "hidden"}),
+    "post": frozenset(),
+    "comment": frozenset(),
+    "private_message": frozenset({"read"}),
+    "site": frozenset({"description", "public_key"}),
+    "local_site": frozenset(),
+    "rate_limit": frozenset(),
+}
+_V4_ADDED: dict[str, JSON] = {
+    "person": {"last_refreshed_at": None, "post_count": 0, "comment_count": 0},
+    "community": {
+        "last_refreshed_at": None,
+        "subscribers": 0,
+        "posts": 0,
+        "comments": 0,
+        "users_active_day": 0,
+        "users_active_week": 0,
+        "users_active_month": 0,
+        "users_active_half_year": 0,
+        "subscribers_local": 0,
+        "report_count": 0,
+        "unresolved_report_count": 0,
+        "local_removed": False,
+    },
+    "post": {
+        "comments": 0,
+        "score": 1,
+        "upvotes": 1,
+        "downvotes": 0,
+        "report_count": 0,
+        "unresolved_report_count": 0,
+        "federation_pending": False,
+    },
+    "comment": {
+        "score": 1,
+        "upvotes": 1,
+        "downvotes": 0,
+        "child_count": 0,
+        "report_count": 0,
+        "unresolved_report_count": 0,
+        "federation_pending": False,
+        "locked": False,
+    },
+    "private_message": {"removed": False, "deleted_by_recipient": False},
+    "site": {},
+    "local_site": {},
+    "rate_limit": {},
+}
+# [JS1] CommentView / PostView flags (the viewer-specific `*_actions` are optional, left out).
+_V4_VIEW_FLAGS: JSON = {
+    "creator_is_admin": False,
+    "tags": [],
+    "can_mod": False,
+    "creator_banned": False,
+    "creator_is_moderator": False,
+    "creator_banned_from_community": False,
+}
+
+# Query enums per (route, field): [JS019] ListingType / CommentSortType are PascalCase,
+# [JS1] ListingType / CommentSortType / NotificationTypeFilter are snake_case.
+_ENUMS_V3: dict[tuple[str, str], frozenset[str]] = {
+    ("/comment/list", "type_"): frozenset({"All", "Local", "Subscribed", "ModeratorView"}),
+    ("/comment/list", "sort"): frozenset({"Hot", "Top", "New", "Old", "Controversial"}),
+    ("/user/mention", "sort"): frozenset({"Hot", "Top", "New", "Old", "Controversial"}),
+    ("/user/replies", "sort"): frozenset({"Hot", "Top", "New", "Old", "Controversial"}),
+}
+_ENUMS_V4: dict[tuple[str, str], frozenset[str]] = {
+    ("/comment/list", "type_"): frozenset(
+        {"all", "local", "subscribed", "moderator_view", "suggested"}
+    ),
+    ("/comment/list", "sort"): frozenset({"hot", "top", "new", "old", "controversial"}),
+    ("/account/notification/list", "type_"): frozenset(
+        {"all", "mention", "reply", "subscribed", "private_message", "mod_action"}
+    ),
+}
+_BOOL_FIELDS = frozenset({"unread_only", "saved_only", "liked_only", "disliked_only"})
+_INT_FIELDS = frozenset(
+    {"id", "page", "limit", "max_depth", "parent_id", "post_id", "creator_id", "community_id"}
+)
+
+
+def _encode_cursor(key: tuple[str, int]) -> str:
+    """An opaque cursor, as 1.0's `PaginationCursor` is to a client."""
+    return base64.urlsafe_b64encode(json.dumps(list(key)).encode()).decode()
+
+
+def _decode_cursor(cursor: str | None) -> tuple[str, int] | None:
+    if not cursor:
+        return None
+    try:
+        published, ident = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except ValueError:
+        raise _ApiError(400, "couldnt_parse_pagination_token") from None
+    return (str(published), int(ident))
+
+
 def _id(obj: JSON | int | None) -> int | None:
     if obj is None:
         return None
     return obj if isinstance(obj, int) else int(obj["id"])
 
 
-def _page(rows: list[JSON], request: web.Request) -> list[JSON]:
-    limit = int(request.query.get("limit") or 20)
+def _page(rows: list[JSON], request: web.Request, *, default_limit: int) -> list[JSON]:
+    """0.19 page/limit paging (default limit 10, [S019] db_schema/src/utils.rs)."""
+    limit = int(request.query.get("limit") or default_limit)
     page = max(1, int(request.query.get("page") or 1))
     return rows[(page - 1) * limit : page * limit]
