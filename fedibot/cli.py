@@ -311,6 +311,9 @@ def _register_optional_groups() -> None:
     for name in ("allowlist", "fediseer", "users", "quota", "audit"):
         main.add_command(getattr(cli_moderation, name))
     main.add_command(campaigns)
+    from fedibot.moderation.guard.command import check_prompt
+
+    main.add_command(check_prompt)
 
 
 _register_optional_groups()

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fedibot.moderation.guard.lexicon import Found, Lexicon, default_lexicon
-from fedibot.moderation.guard.normalize import Normalised, normalize
+from fedibot.moderation.guard.normalize import Normalised, age_texts, normalize
 
 ALLOWED_CODE = "allowed"
 MINOR_SEXUAL = "minor_sexual"
@@ -76,7 +76,9 @@ class _Side:
 def _read(text: str, lexicon: Lexicon) -> _Side:
     normalised = normalize(text)
     found = lexicon.scan(normalised)
-    ages = tuple(lexicon.ages.minors(normalised.text)) if text else ()
+    ages = tuple(
+        dict.fromkeys(age for t in age_texts(normalised) for age in lexicon.ages.minors(t))
+    )
     return _Side(normalised, found, ages)
 
 

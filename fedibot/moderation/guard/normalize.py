@@ -89,7 +89,8 @@ def confusables_table() -> dict[int, str]:
     """Non-ASCII letter -> the ASCII letter it is confusable with (Unicode confusables.txt).
 
     Built once from the data file of `confusable-homoglyphs`; follows one extra hop
-    (Cyrillic "н" -> small capital "ʜ" -> "H"). East Asian characters are left alone.
+    (Cyrillic "н" -> small capital "ʜ" -> "H") or the capital letter ("к" -> "К" -> "K" ->
+    "k"). East Asian characters are left alone.
     """
     from confusable_homoglyphs.confusables import confusables_data
 
@@ -119,6 +120,10 @@ def confusables_table() -> dict[int, str]:
                     letter = ascii_letter(other, data[other])
                     if letter:
                         break
+        upper = char.upper()
+        if letter is None and upper != char and len(upper) == 1 and upper in data:
+            found = ascii_letter(upper, data[upper])  # "к" -> "К" -> "K" -> "k"
+            letter = found.lower() if found else None
         if letter:
             table[ord(char)] = letter
     return table
@@ -184,6 +189,7 @@ class Reading:
     words: tuple[str, ...]
     skeletons: tuple[str, ...]
     spaced: frozenset[int]
+    leet: bool = False  # some word had digits or symbols read as letters
 
     @property
     def text(self) -> str:
@@ -254,7 +260,28 @@ def _join_single_letters(words: list[str]) -> tuple[list[str], set[int]]:
 
 def _reading(words: list[str], spaced: set[int], table: dict[int, int]) -> Reading:
     out = tuple(w if w.isalpha() or w.isdigit() else w.translate(table) for w in words)
-    return Reading(out, tuple(map(skeleton, out)), frozenset(spaced))
+    leet = any(a != b for a, b in zip(out, words, strict=True))
+    return Reading(out, tuple(map(skeleton, out)), frozenset(spaced), leet)
+
+
+_INNER_DIGITS = re.compile(r"(?<=[^\W\d_])\d+")
+
+
+def age_texts(normalised: Normalised) -> list[str]:
+    """The texts to look for age expressions in: the folded text, and where leetspeak was
+    read, the leet readings plus a version with only digits after a letter read as letters
+    ("12y0" -> "12yo", where the full reading would lose the 12)."""
+    texts = [normalised.text]
+    for reading in normalised.readings:
+        if reading.leet:
+            texts.append(reading.text)
+            texts.append(
+                " ".join(
+                    _INNER_DIGITS.sub(lambda m: m.group(0).translate(_LEET_I), w)
+                    for w in normalised.text.translate(_SYMBOLS).split()
+                )
+            )
+    return list(dict.fromkeys(texts))
 
 
 def words_of(term: str) -> tuple[str, ...]:
