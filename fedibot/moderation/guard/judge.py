@@ -33,7 +33,7 @@ RULE_NEGATIVE = "minor+clothing-in-negative"
 REASONS = {
     ALLOWED_CODE: "The request is allowed.",
     RULE_SEXUAL: (
-        "Sorry, I never make sexual or nude pictures involving minors. "
+        "Sorry, I never make sexual pictures of minors, or pictures of them undressed. "
         "Please ask for something else."
     ),
     RULE_UNCLOTHED: (
