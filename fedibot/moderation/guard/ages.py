@@ -106,6 +106,7 @@ class AgeFinder:
             elif key:
                 self._numbers[key] = value
         self._longest_word = max(map(len, self._numbers), default=0)
+        self._heads = {word[:3] for word in self._numbers if len(word) >= 3}
         cjk = "".join(map(re.escape, self._cjk_digits))
         self._cjk_run = re.compile(f"[{cjk}]{{1,4}}") if cjk else None
         self._patterns: list[_Pattern] = []
@@ -169,6 +170,8 @@ class AgeFinder:
                         words[-1] = _Number(last.start, m.end(), last.value + value)
                     else:
                         words.append(_Number(m.start(), m.end(), value))
+                    continue
+                if word[:3] not in self._heads:
                     continue
                 for size in range(min(len(word) - 1, self._longest_word), 2, -1):
                     value = self._numbers.get(word[:size])  # glued: "zehnjährig"
