@@ -294,12 +294,15 @@ def _register_optional_groups() -> None:
 
     for command in (generate, try_cmd, doctor, login):
         main.add_command(command)
-    from fedibot.cli import moderation as cli_moderation
     from fedibot.cli.campaigns import campaigns
+    from fedibot.cli import moderation as cli_moderation
 
     for name in ("allowlist", "fediseer", "users", "quota", "audit"):
         main.add_command(getattr(cli_moderation, name))
     main.add_command(campaigns)
+    from fedibot.moderation.guard.command import check_prompt
+
+    main.add_command(check_prompt)
 
 
 _register_optional_groups()

@@ -138,8 +138,8 @@ class PromptFilterConfig(BaseModel):
     """`[prompt_filter]`: block lists, regexes and the minors+sexual guard.
 
     Terms are normalised exactly like prompts (case, accents, leetspeak, ...), so write them
-    plainly. With `use_default_lists` the shipped lists in `fedibot/moderation/data/` are
-    used in addition to the terms given here.
+    plainly. With `use_default_lists` the guard's shipped lists
+    (`fedibot/moderation/guard/data/`) are used in addition to the terms given here.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -168,8 +168,15 @@ class PromptFilterConfig(BaseModel):
     use_default_lists: bool = Field(
         True,
         description=(
-            "also use the minor/sexual/innocent lists shipped in fedibot/moderation/data and the "
-            "detection of ages under 18 ('12 yo', 'twelve-year-old')"
+            "also use the guard's lists shipped in fedibot/moderation/guard/data (nine "
+            "languages, with the detection of ages under 18: '12 yo', 'twelve-year-old')"
+        ),
+    )
+    guard_lists: list[str] = Field(
+        default_factory=list,
+        description=(
+            "extra guard list files or folders of *.toml files, in the format of "
+            "fedibot/moderation/guard/data/en.toml, merged into the shipped lists"
         ),
     )
 

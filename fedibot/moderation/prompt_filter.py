@@ -11,35 +11,32 @@ Matching is whole-word (and whole-phrase) on the normalised words, which avoids 
 Scunthorpe problem ("class" never matches "ass"). Only text the user deliberately spaced
 out letter by letter ("c h i l d n u d e") is searched for terms inside the joined letters.
 
-The guard refuses a prompt that matches a term from the minor group AND a term from the
-sexual group, as the AI Horde does. Innocent phrases ("kid goat", "baby dragon", "naked
-eye", see fedibot/moderation/data/innocent_phrases.txt) take their words out of the guard's reach;
-they never weaken the admin's block list. Known false positives we accept: a child together
-with 💦, 🍑 or 🍆, "kid ... bikini/underwear", "baby doll lingerie", ages under 18 next to
-"sexy" even when the age belongs to a whisky. Known misses: words glued together with no
-separator at all ("childnude") and words split unevenly ("nu de"); whole-word matching is
-the price of not refusing "Scunthorpe".
+The minors x sexual decision is the prompt guard's (fedibot/moderation/guard, see
+docs/moderation-guard.md): it judges the prompt and the negative prompt together, in nine
+languages, with age expressions and nudity paraphrases. The config's minor_terms,
+sexual_terms, innocent_phrases and guard_lists are merged into its lists. Innocent phrases
+never weaken the admin's block list.
 
 Callers should check the prompt after `apply_style`: a style can add words of its own.
 
-The negative prompt is checked only against the block list and the regexes, never by the
-guard: a negative prompt such as "nude, child" states what the user does NOT want, so
-refusing it would punish the careful. It is still checked against the block list because
-it is shown back (alt text, image metadata) and the admin's list covers words the bot must
-never post.
+The negative prompt is checked against the block list and the regexes (it is shown back:
+alt text, image metadata) and by the guard, which reads garments in it as asking for
+nudity when the prompt names a minor; sexual words in it never count against the request.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache, lru_cache
-from importlib import resources
 from typing import Literal
 
 from fedibot.config.prompt import PromptFilterConfig
+from fedibot.moderation.guard import Lexicon, default_lexicon, judge, load_lexicon
+from fedibot.moderation.guard import mentions_minor as _mentions_minor
+from fedibot.moderation.guard.judge import REASONS, RULE_SEXUAL
 
 # --- normalisation -------------------------------------------------------------------------
 
@@ -217,23 +214,7 @@ def normalise(text: str) -> Normalised:
 
 # --- term tables ---------------------------------------------------------------------------
 
-BLOCKED, MINOR, SEXUAL, INNOCENT = 1, 2, 4, 8
-
-_NUMBER_WORDS = (
-    "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
-    "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen",
-)  # fmt: skip
-_AGE_PHRASES = [
-    f"{number} {suffix}"
-    for number in _NUMBER_WORDS
-    for suffix in ("year old", "years old", "yo", "yr old", "yrs old", "year olds")
-]
-_AGE_NUMBER = re.compile(
-    r"(\d{1,2})\s*[-_]?\s*(?:yo|y/o|y\.o\.?|(?:yrs?|years?)\s*[-_]?\s*olds?)\b"
-)
-_AGE_WORD = re.compile(r"\bage[ds]?\s*:?\s*(\d{1,2})(?!\d|[.,]\d)")
-_DIGIT = re.compile(r"\d")
-_NUMBER_BEFORE = re.compile(r"\d[.,]?\Z")  # '112 yo', '1.12 yo' are not ages 12
+BLOCKED = 1
 
 
 @dataclass(frozen=True)
@@ -248,14 +229,34 @@ def _term_words(term: str) -> tuple[str, ...]:
     return normalise(term).variants[0].tokens
 
 
+_DEFAULT_SECTIONS = {
+    "minor_terms": ("minor", "minor_sexual"),
+    "sexual_terms": ("sexual", "nudity"),
+    "innocent_phrases": ("innocent",),
+}
+
+
 @cache
 def default_list(
     name: Literal["minor_terms", "sexual_terms", "innocent_phrases"],
 ) -> tuple[str, ...]:
-    """A list shipped in fedibot/moderation/data/NAME.txt (one entry a line, '#' comments)."""
-    text = resources.files("fedibot.moderation").joinpath("data", f"{name}.txt").read_text("utf-8")
-    lines = (line.split("#", 1)[0].strip() for line in text.splitlines())
-    return tuple(line for line in lines if line)
+    """A list shipped with the guard (fedibot/moderation/guard/data/*.toml, all languages)."""
+    terms = default_lexicon().terms
+    return tuple(dict.fromkeys(t for section in _DEFAULT_SECTIONS[name] for t in terms[section]))
+
+
+@cache
+def _guard_lexicon(
+    paths: tuple[str, ...],
+    defaults: bool,
+    minor: tuple[str, ...],
+    sexual: tuple[str, ...],
+    innocent: tuple[str, ...],
+) -> Lexicon:
+    if not paths and defaults and not (minor or sexual or innocent):
+        return default_lexicon()
+    extra = {"minor": minor, "sexual": sexual, "innocent": innocent}
+    return load_lexicon(paths, defaults=defaults, extra=extra)
 
 
 class _Matcher:
@@ -312,7 +313,7 @@ class _Matcher:
                 for match in _repeat_pattern(key).finditer(word):
                     for entry in self._table[key]:
                         if _covers(_runs(match.group(0)), entry.runs[0]):
-                            found.append((entry.kinds & ~INNOCENT, index, index + 1, entry.term))
+                            found.append((entry.kinds, index, index + 1, entry.term))
 
 
 def _covers(have: tuple[int, ...], need: tuple[int, ...]) -> bool:
@@ -343,10 +344,7 @@ BLOCKED_MESSAGE = (
     "Sorry, I can't make that picture: the prompt contains something this bot doesn't draw. "
     "Please rephrase it."
 )
-GUARD_MESSAGE = (
-    "Sorry, I never make sexual or suggestive pictures involving minors. "
-    "Please ask for something else."
-)
+GUARD_MESSAGE = REASONS[RULE_SEXUAL]
 
 
 class PromptFilter:
@@ -355,75 +353,54 @@ class PromptFilter:
     def __init__(self, config: PromptFilterConfig | None = None) -> None:
         config = config or PromptFilterConfig()
         self.enabled = config.enabled
-        defaults = config.use_default_lists
-        minors = [*config.minor_terms, *(default_list("minor_terms") if defaults else ())]
-        if defaults:
-            minors += _AGE_PHRASES
-        sexual = [*config.sexual_terms, *(default_list("sexual_terms") if defaults else ())]
-        innocent = [
-            *config.innocent_phrases,
-            *(default_list("innocent_phrases") if defaults else ()),
-        ]
-        self._detect_ages = defaults
-        self._matcher = _Matcher(
-            [(BLOCKED, config.blocked_terms), (MINOR, minors), (SEXUAL, sexual),
-             (INNOCENT, innocent)]
-        )  # fmt: skip
+        self.guard = _guard_lexicon(
+            tuple(map(str, config.guard_lists)),
+            config.use_default_lists,
+            tuple(config.minor_terms),
+            tuple(config.sexual_terms),
+            tuple(config.innocent_phrases),
+        )
+        self._matcher = _Matcher([(BLOCKED, config.blocked_terms)])
         self._regexes = [
             (index, re.compile(pattern, re.IGNORECASE))
             for index, pattern in enumerate(config.blocked_regexes)
         ]
-        self._blocked_only = _Matcher([(BLOCKED, config.blocked_terms)])
 
     def check(self, prompt: str, negative_prompt: str = "") -> FilterVerdict:
-        """Verdict on a prompt (and its negative prompt: block list and regexes only)."""
+        """Verdict on a prompt and its negative prompt: block list and regexes on each, then
+        the guard on both together."""
         if not self.enabled:
             return ALLOWED
         verdict = self._check_prompt(prompt)
         if verdict.allowed and negative_prompt:
             verdict = self._check_negative(negative_prompt)
+        if verdict.allowed:
+            guard = judge(prompt, negative_prompt, self.guard)
+            if not guard.allowed:
+                return FilterVerdict(
+                    allowed=False,
+                    code="prompt_blocked",
+                    reason=f"{guard.rule}: {', '.join(guard.matched)}",
+                    user_message=guard.reason,
+                )
         return verdict
+
+    def mentions_minor(self, prompt: str, negative_prompt: str = "") -> bool:
+        """True when the prompt or the negative prompt names a minor (the guard's lists)."""
+        return _mentions_minor(prompt, negative_prompt, self.guard)
 
     def _check_prompt(self, prompt: str) -> FilterVerdict:
         normalised = normalise(prompt)
-        minor_terms: list[str] = []
-        sexual_terms: list[str] = []
         for variant in normalised.variants:
-            found = self._matcher.matches(variant)
-            innocent = {
-                index
-                for kinds, start, end, _ in found
-                if kinds & INNOCENT
-                for index in range(start, end)
-            }
-            for kinds, start, end, term in found:
+            for kinds, _, _, term in self._matcher.matches(variant):
                 if kinds & BLOCKED:
                     return _blocked(f"blocked term: {term}")
-                if innocent.intersection(range(start, end)):
-                    continue
-                if kinds & MINOR:
-                    minor_terms.append(term)
-                if kinds & SEXUAL:
-                    sexual_terms.append(term)
-        blocked = self._regex_hit(normalised)
-        if blocked:
-            return blocked
-        if self._detect_ages:
-            minor_terms.extend(_ages_under_18(normalised.base))
-        if minor_terms and sexual_terms:
-            terms = ", ".join(dict.fromkeys(minor_terms + sexual_terms))
-            return FilterVerdict(
-                allowed=False,
-                code="prompt_blocked",
-                reason=f"minor+sexual: {terms}",
-                user_message=GUARD_MESSAGE,
-            )
-        return ALLOWED
+        return self._regex_hit(normalised) or ALLOWED
 
     def _check_negative(self, negative: str) -> FilterVerdict:
         normalised = normalise(negative)
         for variant in normalised.variants:
-            for kinds, _, _, term in self._blocked_only.matches(variant):
+            for kinds, _, _, term in self._matcher.matches(variant):
                 if kinds & BLOCKED:
                     return _blocked(f"blocked term in negative prompt: {term}")
         return self._regex_hit(normalised, where=" in negative prompt") or ALLOWED
@@ -442,17 +419,3 @@ def _blocked(reason: str) -> FilterVerdict:
     return FilterVerdict(
         allowed=False, code="prompt_blocked", reason=reason, user_message=BLOCKED_MESSAGE
     )
-
-
-def _ages_under_18(base: str) -> Sequence[str]:
-    """'12 yo', '12-year-old', 'aged 12' with an age under 18 (not '1.12 yo' or '112 yo')."""
-    if not _DIGIT.search(base):
-        return ()
-    ages = [
-        int(match.group(1))
-        for match in _AGE_NUMBER.finditer(base)
-        if not _NUMBER_BEFORE.search(base, 0, match.start())
-    ]
-    if "age" in base:
-        ages += [int(match.group(1)) for match in _AGE_WORD.finditer(base)]
-    return [f"age {age}" for age in ages if age < 18]
