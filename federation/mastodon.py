@@ -862,7 +862,8 @@ class MastodonAdapter:
                 return PostResult(remote_id=sid, url=status.get("url") or status.get("uri"))
             if bool(attached) != bool(post.media) or not wanted:
                 continue
-            if wanted in _fingerprint(html_to_text(status.get("content"), keep_mentions=True)):
+            text = html_to_text(status.get("content"), keep_mentions=True)
+            if wanted in _fingerprint(text, length=None):
                 return PostResult(remote_id=sid, url=status.get("url") or status.get("uri"))
         return None
 
@@ -889,7 +890,7 @@ class MastodonAdapter:
                     client.session.close()
 
 
-def _fingerprint(text: str, length: int = 60) -> str:
+def _fingerprint(text: str, length: int | None = 60) -> str:
     """What a status' text is recognised by: its first letters and digits, lower case (the
     server adds links and mention markup, the bot zero-width spaces and an ellipsis)."""
     return "".join(ch for ch in text.lower() if ch.isalnum())[:length]
