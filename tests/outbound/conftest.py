@@ -306,6 +306,12 @@ class World:
         )
         return await self._generated(job, 1)
 
+    async def job(self, job_id: int) -> Any:
+        assert self.queue is not None
+        row = await self.queue.get(job_id)
+        assert row is not None
+        return row
+
     # ------------------------------------------------------------------ what the server has
 
     def bot_posts(self) -> list[dict[str, Any]]:

@@ -53,7 +53,7 @@ async def test_result(world: World) -> None:
     await _restart(world)
     (post,) = world.bot_posts()
     assert world.has_media(post)
-    job = await world.queue.get(job_id)  # type: ignore[union-attr]
+    job = await world.job(job_id)
     assert (job.state, job.reply_remote_id) == (JobState.DONE, _remote_id(world, post))
     await _assert_recorded(world, job_id, PostKind.RESULT, _remote_id(world, post))
     assert world.uploads() == 2 and world.orphans() == []
@@ -67,7 +67,7 @@ async def test_help(world: World) -> None:
     await _crash_while_posting(world, job_id)
     await _restart(world)
     (post,) = world.bot_posts()
-    job = await world.queue.get(job_id)  # type: ignore[union-attr]
+    job = await world.job(job_id)
     assert (job.state, job.reply_remote_id) == (JobState.DONE, _remote_id(world, post))
     await _assert_recorded(world, job_id, PostKind.HELP, _remote_id(world, post))
 
@@ -78,7 +78,7 @@ async def test_error_reply(world: World) -> None:
     await _crash_while_posting(world, job_id)
     await _restart(world)
     (post,) = world.bot_posts()
-    job = await world.queue.get(job_id)  # type: ignore[union-attr]
+    job = await world.job(job_id)
     assert (job.reply_state, job.reply_remote_id) == (ReplyState.SENT, _remote_id(world, post))
     await _assert_recorded(world, job_id, PostKind.ERROR, _remote_id(world, post))
 
@@ -91,7 +91,7 @@ async def test_wait_notice(world: World) -> None:
     assert not world.has_media(notice)
     await _restart(world, block=True)  # still waiting: the notice is found, not repeated
     assert [_remote_id(world, p) for p in world.bot_posts()] == [_remote_id(world, notice)]
-    job = await world.queue.get(job_id)  # type: ignore[union-attr]
+    job = await world.job(job_id)
     assert job.state == JobState.GENERATED and job.params["wait_notice_sent"]
     # the budget is back: the images go out, and the notice is not taken for them
     world.clock.advance(60)
@@ -99,7 +99,7 @@ async def test_wait_notice(world: World) -> None:
     assert await third.reply_once() == 1
     posts = world.bot_posts()
     assert [world.has_media(p) for p in posts] == [False, True]
-    job = await world.queue.get(job_id)  # type: ignore[union-attr]
+    job = await world.job(job_id)
     assert (job.state, job.reply_remote_id) == (JobState.DONE, _remote_id(world, posts[1]))
 
 
@@ -111,7 +111,7 @@ async def test_campaign_run(world: World) -> None:
     await _restart(world)
     (post,) = world.bot_posts()
     assert post["in_reply_to_id"] is None and world.has_media(post)
-    job = await world.queue.get(job_id)  # type: ignore[union-attr]
+    job = await world.job(job_id)
     assert (job.state, job.reply_remote_id) == (JobState.DONE, post["id"])
     await _assert_recorded(world, job_id, PostKind.CAMPAIGN, post["id"])
     assert world.fake.count("POST", "/api/v1/statuses") == 1

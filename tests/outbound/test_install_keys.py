@@ -32,7 +32,7 @@ async def test_a_reset_database_does_not_receive_the_old_job_1(world: World, tmp
     assert old_key in {key for _, key in world.fake._idempotency}  # still cached there
     replies = {s["in_reply_to_id"]: s["id"] for s in world.bot_posts()}
     assert set(replies) == {first_request.remote_id, second_request.remote_id}
-    job = await world.queue.get(1)  # type: ignore[union-attr]
+    job = await world.job(1)
     assert job.reply_remote_id == replies[second_request.remote_id]  # not the old status
 
 

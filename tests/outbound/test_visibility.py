@@ -48,7 +48,7 @@ async def test_a_followers_only_request_gets_a_direct_reply(world) -> None:
     assert await process.reply_once() == 1
     (reply,) = world.bot_posts()
     assert reply["visibility"] == "direct"
-    job = await world.queue.get(job_id)
+    job = await world.job(job_id)
     assert job.reply_remote_id == reply["id"]
 
 
