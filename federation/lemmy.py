@@ -18,6 +18,7 @@ import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,15 @@ from federation.lemmy_api import (
 )
 from federation.lemmy_config import LemmyAccountConfig
 from federation.markdown_safe import escape, to_plain_text
-from federation.types import Account, MediaItem, Mention, OutgoingPost, PostResult, Visibility
+from federation.types import (
+    Account,
+    MediaItem,
+    Mention,
+    OutgoingPost,
+    PostLookup,
+    PostResult,
+    Visibility,
+)
 
 log = logging.getLogger(__name__)
 
@@ -529,8 +538,8 @@ class LemmyAdapter:
                     return await self._locked(post, (view.get("creator") or {}).get("id"))
             if not post_id:
                 raise PermanentError(f"lemmy {self.name}: nothing to reply to (no comment/post id)")
-            self._check_budget(self._comments, len(self._missing_uploads(post.media)))
-            urls = await self._upload_all(post.media)
+            self._check_budget(self._comments, len(self._missing_uploads(post)))
+            urls = list(post.media_refs) or await self._upload_all(post.media)
             content = _compose(post, urls, as_links=False)
             try:
                 body = await self._paced(
@@ -556,8 +565,8 @@ class LemmyAdapter:
 
     async def _send_private_message(self, post: OutgoingPost, recipient_id: int) -> PostResult:
         assert self.api is not None
-        self._check_budget(self._messages, len(self._missing_uploads(post.media)))
-        urls = await self._upload_all(post.media)
+        self._check_budget(self._messages, len(self._missing_uploads(post)))
+        urls = list(post.media_refs) or await self._upload_all(post.media)
         content = _compose(post, urls, as_links=True)
         body = await self._paced(
             self._messages, self.api.create_private_message(content, recipient_id)
@@ -591,8 +600,10 @@ class LemmyAdapter:
         finally:
             bucket.record()
 
-    def _missing_uploads(self, media: Iterable[MediaItem]) -> list[MediaItem]:
-        return [item for item in media if _upload_key(item) not in self._uploads]
+    def _missing_uploads(self, post: OutgoingPost) -> list[MediaItem]:
+        if post.media_refs:  # uploaded before (the post-once path): nothing to upload
+            return []
+        return [item for item in post.media if _upload_key(item) not in self._uploads]
 
     async def _upload_all(self, media: Iterable[MediaItem]) -> list[str]:
         assert self.api is not None
@@ -685,6 +696,40 @@ class LemmyAdapter:
             call = self.api.next_page(call, body)
         return found
 
+    # --- the post-once contract ----------------------------------------------------------
+
+    def escape_text(self, text: str) -> str:
+        """User text in a comment or message: markdown that renders literally."""
+        return escape(text)
+
+    async def upload(self, item: MediaItem) -> str:
+        """Upload one image (paced by the image budget); its public URL."""
+        await self._ensure_started()
+        async with self._post_lock:
+            (url,) = await self._upload_all([item])
+        return url
+
+    async def media_available(self, ref: str) -> bool:
+        """Whether an image uploaded earlier is still on the instance (`HEAD` its URL)."""
+        session = await self._http()
+        try:
+            async with session.head(ref, allow_redirects=True) as resp:
+                status = resp.status
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise TransientError(f"lemmy {self.name}: HEAD {ref}: {type(exc).__name__}") from exc
+        if status in (404, 410):
+            return False
+        if status >= 500:
+            raise TransientError(f"lemmy {self.name}: HEAD {ref} → {status}")
+        return True  # 2xx/3xx, or a server without HEAD (405): attach it
+
+    async def find_post(self, post: OutgoingPost, lookup: PostLookup) -> PostResult | None:
+        """The earlier attempt's comment or message, by the invisible marker of its key."""
+        found = await self.find_existing_reply(replace(post, idempotency_key=lookup.key))
+        if found is None or found.remote_id in lookup.exclude:
+            return None
+        return found
+
     async def request_exists(self, mention: Mention) -> bool:
         """False when the mention (comment or private message) was deleted or removed."""
         api = await self._ensure_started()
@@ -756,10 +801,10 @@ def _gone(view: JSON) -> bool:
 
 
 def _is_pm(post: OutgoingPost) -> bool:
-    """Lemmy has no direct comments: anything asked to be direct goes as a private message."""
+    """Lemmy has no direct or followers-only comments: those go as a private message."""
     return (
         post.is_private_message
-        or post.visibility is Visibility.DIRECT
+        or post.visibility in (Visibility.DIRECT, Visibility.PRIVATE)
         or (post.in_reply_to_id or "").startswith("pm:")
     )
 

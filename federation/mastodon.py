@@ -41,6 +41,7 @@ from mastodon.streaming import StreamListener
 
 from federation.base import CursorStore, MentionSink
 from federation.errors import AdapterError, AuthError, PermanentError, RemoteGone, TransientError
+from federation.html_text import html_to_text
 from federation.mastodon_config import MastodonAccountConfig
 from federation.mastodon_convert import (
     InstanceLimits,
@@ -59,7 +60,16 @@ from federation.pacing import (
     parse_ratelimit_headers,
     retry_after_seconds,
 )
-from federation.types import Account, Mention, OutgoingPost, PostResult, Visibility
+from federation.types import (
+    Account,
+    MediaItem,
+    Mention,
+    OutgoingPost,
+    PostLookup,
+    PostResult,
+    Visibility,
+)
+from federation.visibility import reply_visibility
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +79,10 @@ ELLIPSIS = "…"
 # Mastodon's mention syntax: "@" not preceded by a word character or "/".
 _MENTION_START = re.compile(r"(?<![\w/])@(?=[A-Za-z0-9_])")
 _ZWSP = "\u200b"
+# A `@` or `#` that starts a mention or hashtag in plain text (`### x` stays as it is).
+_TAGGABLE = re.compile(r"[@#](?=\w)")
+# How many of the bot's own recent statuses `find_post` reads for a post without a parent.
+OWN_STATUSES_PAGE = 40
 
 # One recorded response: (method, path, status code, headers).
 _Response = tuple[str, str, int, Mapping[str, str]]
@@ -659,10 +673,7 @@ class MastodonAdapter:
 
     def reply_visibility(self, requested: Visibility) -> Visibility:
         """The visibility actually used: the request's, with public capped by config."""
-        cap = Visibility(self.config.public_reply_visibility)
-        chosen = requested.narrowest(cap)
-        assert chosen.rank >= requested.rank, "a reply must never be wider than asked"
-        return chosen
+        return reply_visibility(requested, self.config.public_reply_visibility)
 
     async def _pace(self, media_count: int) -> None:
         waits = {"statuses": self.status_budget.wait_for(1), "api": self.api_budget.wait_for(1)}
@@ -718,10 +729,10 @@ class MastodonAdapter:
             spoiler = spoiler[: max_chars // 2 - 1] + ELLIPSIS
         recipient = post.recipient.acct if post.recipient else None
         text = compose_status_text(post.text, recipient, max_chars - len(spoiler))
-        await self._pace(len(post.media))
+        await self._pace(0 if post.media_refs else len(post.media))
 
         uploaded = []
-        for item in post.media:
+        for item in () if post.media_refs else post.media:
             self.media_budget.record_call()
             uploaded.append(
                 await self._call(
@@ -732,7 +743,7 @@ class MastodonAdapter:
                     file_name=item.path.name,
                 )
             )
-        media_ids = [await self._wait_processed(m) for m in uploaded]
+        media_ids = list(post.media_refs) or [await self._wait_processed(m) for m in uploaded]
 
         self.status_budget.record_call()
         status = await self._call(
@@ -780,6 +791,82 @@ class MastodonAdapter:
         first = min(replies, key=lambda s: id_key(str(s.get("id"))))
         return PostResult(remote_id=str(first["id"]), url=first.get("url") or first.get("uri"))
 
+    # ------------------------------------------------------- the post-once contract
+
+    def escape_text(self, text: str) -> str:
+        """User text in a plain-text status: no live `@mention` or `#tag` (a zero-width
+        space after each `@`/`#`); it reads the same."""
+        return _TAGGABLE.sub(lambda m: m.group(0) + _ZWSP, text)
+
+    async def upload(self, item: MediaItem) -> str:
+        """Upload one image and wait until the server has processed it; its media id."""
+        self._require_started()
+        self._check_media(item.path, item.mime_type)
+        wait = max(self.media_budget.wait_for(1), self.api_budget.wait_for(1))
+        if wait > self.max_inline_wait:
+            raise TransientError(
+                f"{self.name}: media rate-limit budget spent",
+                retry_after=wait + random.uniform(0.0, 1.0),
+            )
+        if wait > 0:
+            await asyncio.sleep(wait)
+        self.media_budget.record_call()
+        media = await self._call(
+            self._client.media_post,
+            str(item.path),
+            mime_type=item.mime_type,
+            description=(item.alt_text or "")[: self.limits.description_limit] or None,
+            file_name=item.path.name,
+        )
+        return await self._wait_processed(media)
+
+    async def media_available(self, ref: str) -> bool:
+        """Mastodon answers `GET /api/v1/media/:id` only for the account's media not yet
+        attached to a status: 200 → attach it; 404 → gone (cleaned up) or attached."""
+        self._require_started()
+        try:
+            media = await self._call(self._client.media, ref)
+        except RemoteGone:
+            return False
+        await self._wait_processed(media)
+        return True
+
+    async def find_post(self, post: OutgoingPost, lookup: PostLookup) -> PostResult | None:
+        """An earlier attempt's status: under the parent for a reply, else among the bot's
+        recent statuses. Mastodon keeps no marker, so a status matches by one of the recorded
+        uploads, or (text-only) by the same kind (media or not) and the same text."""
+        bot_id = self._require_started()
+        parent = post.in_reply_to_id
+        if parent:
+            try:
+                context = await self._call(self._client.status_context, parent)
+            except RemoteGone:
+                return None
+            candidates = context.get("descendants") or []
+        else:
+            candidates = await self._call(
+                self._client.account_statuses, bot_id, limit=OWN_STATUSES_PAGE
+            )
+        refs = set(lookup.media_refs)
+        wanted = _fingerprint(lookup.text or post.text)
+        for status in sorted(candidates or [], key=lambda s: id_key(str(s.get("id")))):
+            sid = str(status.get("id"))
+            if (
+                sid in lookup.exclude
+                or str(status.get("account", {}).get("id")) != bot_id
+                or (str(status.get("in_reply_to_id") or "") or None) != (parent or None)
+            ):
+                continue
+            attached = {str(m.get("id")) for m in status.get("media_attachments") or []}
+            if refs and attached & refs:
+                return PostResult(remote_id=sid, url=status.get("url") or status.get("uri"))
+            if bool(attached) != bool(post.media) or not wanted:
+                continue
+            text = html_to_text(status.get("content"), keep_mentions=True)
+            if wanted in _fingerprint(text, length=None):
+                return PostResult(remote_id=sid, url=status.get("url") or status.get("uri"))
+        return None
+
     async def request_exists(self, mention: Mention) -> bool:
         self._require_started()
         try:
@@ -801,3 +888,9 @@ class MastodonAdapter:
             if client is not None:
                 with contextlib.suppress(Exception):
                     client.session.close()
+
+
+def _fingerprint(text: str, length: int | None = 60) -> str:
+    """What a status' text is recognised by: its first letters and digits, lower case (the
+    server adds links and mention markup, the bot zero-width spaces and an ellipsis)."""
+    return "".join(ch for ch in text.lower() if ch.isalnum())[:length]

@@ -110,6 +110,19 @@ class OutgoingPost:
     recipient: Account | None = None
     is_private_message: bool = False
     context: dict[str, Any] = field(default_factory=dict)
+    # Uploads made earlier for `media` (one server reference per item, same order: Mastodon
+    # media ids, Lemmy image URLs). When set, the adapter attaches these and uploads nothing.
+    media_refs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PostLookup:
+    """What the application knows about earlier attempts of one post (see `find_post`)."""
+
+    key: str  # the post's idempotency key, the same on every attempt
+    text: str = ""  # the text of the first attempt (a retry's text may differ slightly)
+    media_refs: tuple[str, ...] = ()  # uploads recorded for it before it was posted
+    exclude: frozenset[str] = frozenset()  # remote ids of the job's other posts (e.g. notice)
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from fedibot.intake.ingest import Ingest
 from fedibot.moderation.policy import Policy
 from fedibot.moderation.prompt_filter import PromptFilter
 from fedibot.ops.server import OpsServer, record_queue_depth
+from fedibot.outbound.post_once import PostOnce
 from fedibot.outbound.replier import Replier
 from fedibot.queue.jobs import JobQueue, QueueSettings
 from fedibot.storage.cursors import DbCursorStore
@@ -89,11 +90,15 @@ class App:
             else {acc.name: build_adapter(acc, self.cursors) for acc in config.accounts}
         )
         rules = PromptRules.from_config(config.prompt, config.generator.models)
+        # The one way out: every post of this process (replies, notices, campaign runs).
+        self.outbound = PostOnce(self.db, clock)
         self.campaigns: Any = None
         if config.campaigns:
             from fedibot.campaigns.manager import CampaignManager
 
-            self.campaigns = CampaignManager(config, self.queue, self.db, clock=clock)
+            self.campaigns = CampaignManager(
+                config, self.queue, self.db, clock=clock, outbound=self.outbound
+            )
         self.replier = Replier(
             self.queue,
             self.adapters,
@@ -102,6 +107,7 @@ class App:
             usage=usage_text(rules),
             worker_id=worker_name("replier"),
             campaign_poster=self._post_campaign,
+            outbound=self.outbound,
         )
         self._service = service
         self.worker: Any = None

@@ -9,8 +9,9 @@ recorded one, up to now. A run late by at most `misfire_grace_seconds` is enqueu
 are recorded `skipped`, as are runs that fell due while the campaign was paused. A campaign
 with no recorded run starts with its newest run time, if that is within the grace.
 
-Posting goes through the replier (`App._post_campaign` → `post`): a new status, or with
-`thread = true` a reply to the previous run's status, posted strictly in run order.
+Posting goes through the replier (`App._post_campaign` → `post`) and `PostOnce`: a new
+status, or with `thread = true` a reply to the previous run's status, posted strictly in run
+order, never twice (docs/outbound.md).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from fedibot.campaigns.store import MANUAL, CampaignStore, RunStatus
 from fedibot.config.campaigns import CampaignConfig
 from fedibot.intake.grammar import PromptError
 from fedibot.outbound.compose import compose_campaign
+from fedibot.outbound.post_once import PostKind, PostOnce
 from fedibot.queue.jobs import JobQueue, NewJob
 from fedibot.storage.database import Database
 from fedibot.storage.models import JobState
@@ -74,11 +76,13 @@ class CampaignManager:
         queue: JobQueue,
         db: Database,
         clock: Callable[[], float] = time.time,
+        outbound: PostOnce | None = None,
     ) -> None:
         self.config = config
         self.queue = queue
         self.store = CampaignStore(db)
         self.clock = clock
+        self.outbound = outbound or PostOnce(db, clock)
         self.campaigns = {c.name: c for c in config.campaigns}
         self._due_locks: dict[str, asyncio.Lock] = {}
         self._thread_conditions: dict[str, asyncio.Condition] = {}
@@ -331,7 +335,9 @@ class CampaignManager:
             flagged_spoiler_text=self.config.policy.flagged_spoiler_text,
             blur=blur_image,
         )
-        return await adapter.post(post)
+        # through the one way out: recorded first, looked for on every retry (a run posted
+        # just before a crash is found among the bot's statuses by its recorded uploads)
+        return await self.outbound.send(adapter, int(row.id), PostKind.CAMPAIGN, post)
 
     async def _wait_for_earlier_parts(
         self, condition: asyncio.Condition, row: Any, name: str, at: float

@@ -294,8 +294,8 @@ def _register_optional_groups() -> None:
 
     for command in (generate, try_cmd, doctor, login):
         main.add_command(command)
-    from fedibot.cli.campaigns import campaigns
     from fedibot.cli import moderation as cli_moderation
+    from fedibot.cli.campaigns import campaigns
 
     for name in ("allowlist", "fediseer", "users", "quota", "audit"):
         main.add_command(getattr(cli_moderation, name))

@@ -13,13 +13,13 @@ from datetime import UTC
 from typing import Any
 
 from federation.types import Mention, Visibility
+from federation.visibility import reply_visibility
 from fedibot.config.loader import FedibotConfig
 from fedibot.intake.grammar import ParsedRequest, PromptError, PromptRules, parse
 from fedibot.intake.mention_codec import mention_to_dict
 from fedibot.intake.options import Options, resolve_options
 from fedibot.moderation.policy import Decision, Policy
 from fedibot.ops import metrics
-from fedibot.outbound.compose import reply_visibility
 from fedibot.queue.jobs import JobQueue, NewJob, batch_key
 from fedibot.storage.models import JobState, ReplyState
 

@@ -1,15 +1,18 @@
 """What the bot says: reply text, alt text, content warning and visibility of a job's post.
 
-Pure functions of the job row, its images and config; the replier posts what they return.
+Pure functions of the job row, its images and config; the replier posts what they return
+through `PostOnce` (which adds the idempotency key and caps the visibility). User-written
+parts are escaped with the `escape` function given, the adapter's `escape_text`: this module
+knows no platform.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from federation.markdown_safe import escape as escape_markdown
 from federation.types import MediaItem, Mention, OutgoingPost, Visibility
 from fedibot.config.loader import FedibotConfig
 
@@ -33,12 +36,13 @@ ZWSP = "\u200b"
 _TAGGABLE = re.compile(r"[@#](?=\w)")
 
 
-def defuse(text: str, platform: str) -> str:
-    """User text that cannot mention anyone, tag anything, or inject markup."""
-    if platform == "lemmy":
-        return escape_markdown(text)
-    # Mastodon-API servers link @user@host and #tag in plain text: break them up (a `#`
-    # not followed by a word character, as in `### negative`, stays as it is).
+Escape = Callable[[str], str]
+
+
+def defuse(text: str) -> str:
+    """Plain-text user text that cannot mention anyone or tag anything: the escaping used
+    when no adapter is at hand (`fedibot try`). Posting uses the adapter's `escape_text`."""
+    # A `#` not followed by a word character, as in `### negative`, stays as it is.
     return _TAGGABLE.sub(lambda m: m.group(0) + ZWSP, text)
 
 
@@ -46,20 +50,12 @@ def shorten(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: max(0, limit - 1)].rstrip() + "…"
 
 
-def reply_visibility(requested: Visibility, public_reply: str) -> Visibility:
-    """Never wider than the request: direct → direct, private → private, public → configured."""
-    if requested is Visibility.PUBLIC:
-        return Visibility(public_reply)
-    return requested
-
-
-def _base_post(job: Any, mention: Mention, text: str, key_suffix: str = "") -> dict[str, Any]:
+def _base_post(job: Any, mention: Mention, text: str) -> dict[str, Any]:
     return {
         "text": text,
         "visibility": Visibility(job.visibility),
         "in_reply_to_id": mention.remote_id,
         "language": mention.language,
-        "idempotency_key": f"fedibot-job-{job.id}{key_suffix}",
         "recipient": mention.author,
         "is_private_message": mention.is_private_message,
         "context": dict(mention.context),
@@ -74,6 +70,7 @@ def compose_result(
     mention: Mention,
     config: FedibotConfig,
     blur: Any = None,
+    escape: Escape = defuse,
 ) -> OutgoingPost:
     """The reply carrying a job's images. `blur(path) -> Path` makes a blurred copy."""
     prompt = shorten(job.prompt, 300)
@@ -94,7 +91,7 @@ def compose_result(
         )
         media.append(MediaItem(path=path, alt_text=alt))
     text = config.replies.text.format(
-        prompt=defuse(prompt, job.platform),
+        prompt=escape(prompt),
         model=job.model,
         seeds=", ".join(str(i.seed) for i in images),
         n=len(images),
@@ -109,7 +106,7 @@ def compose_result(
     return OutgoingPost(media=tuple(media), **post)
 
 
-def compose_error(job: Any, mention: Mention) -> OutgoingPost:
+def compose_error(job: Any, mention: Mention, escape: Escape = defuse) -> OutgoingPost:
     """One short error reply, in the request's visibility (a DM stays a DM)."""
     message = job.error_message or ERROR_SENTENCES.get(job.error_code or "", "")
     if job.error_code in INTERNAL_ERROR_CODES:  # the message is for the logs, not the user
@@ -117,7 +114,7 @@ def compose_error(job: Any, mention: Mention) -> OutgoingPost:
     if not message:
         message = "Sorry, I could not do that."
     # error messages quote what the user wrote: defuse it like any user text
-    return OutgoingPost(**_base_post(job, mention, defuse(message, job.platform), "-error"))
+    return OutgoingPost(**_base_post(job, mention, escape(message)))
 
 
 def compose_text(job: Any, mention: Mention, text: str) -> OutgoingPost:
@@ -188,5 +185,4 @@ def compose_campaign(
         sensitive=marked or bool(params.get("sensitive")),
         spoiler_text=spoiler,
         language=params.get("language"),
-        idempotency_key=f"fedibot-job-{job.id}",
     )

@@ -1,32 +1,43 @@
 """Posting what the queue has ready: results, error replies, help, deletions, campaign posts.
 
-Every post carries an idempotency key derived from the job id; after a crash in `replying`
-the adapter is asked for an earlier reply first, so a reply is never posted twice.
+Every post goes through `PostOnce` (the one way out, docs/outbound.md): recorded before it
+is attempted, looked for on the server on every retry, so a reply is never posted twice.
+Each claimed job is handled on its own: one failing post (or a database error while
+recording it) neither cancels the others nor the lease heartbeat they share.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from federation.base import Adapter
 from federation.errors import PermanentError, RemoteGone, TransientError
-from federation.types import OutgoingPost, PostResult
+from federation.types import OutgoingPost, PostResult, Visibility
 from fedibot.config.loader import FedibotConfig
 from fedibot.intake.mention_codec import mention_from_dict
 from fedibot.moderation.policy import Policy
 from fedibot.ops import metrics
 from fedibot.outbound.compose import compose_error, compose_result, compose_text
+from fedibot.outbound.post_once import PostKind, PostOnce
 from fedibot.queue.jobs import JobQueue
 from fedibot.storage.models import JobState
 
 log = logging.getLogger("fedibot.outbound.replier")
 
 CampaignPoster = Callable[[Any, list[Any], Adapter], Any]
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """`_deliver` did not post and already settled the job (e.g. the requester was banned
+    since the request): nothing left to record."""
+
+    reason: str
 
 
 class Replier:
@@ -40,6 +51,7 @@ class Replier:
         usage: str = "",
         worker_id: str = "replier",
         campaign_poster: CampaignPoster | None = None,
+        outbound: PostOnce | None = None,
     ) -> None:
         self.queue = queue
         self.adapters = adapters
@@ -48,6 +60,7 @@ class Replier:
         self.usage = usage
         self.worker_id = worker_id
         self.campaign_poster = campaign_poster
+        self.outbound = outbound or PostOnce(queue.db, queue.settings.clock)
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
         queue.add_listener(self._on_change)
@@ -85,7 +98,9 @@ class Replier:
             # posts take their time (uploads, media processing, rate-limit waits).
             keepalive = asyncio.ensure_future(self._heartbeat([r.id for r in rows], lease))
             try:
-                await asyncio.gather(*(self._handle(row) for row in rows))
+                await asyncio.gather(
+                    *(self._handle_safely(row) for row in rows), return_exceptions=True
+                )
             finally:
                 keepalive.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -99,6 +114,18 @@ class Replier:
                 await self.queue.heartbeat(self.worker_id, job_ids, lease)
             except Exception:  # the next beat tries again; the lease covers two misses
                 log.warning("reply lease heartbeat failed", exc_info=True)
+
+    async def _handle_safely(self, row: Any) -> None:
+        """One job; whatever goes wrong stays with it. A job whose failure could not even be
+        recorded (the database is away) comes back when its lease runs out, and PostOnce
+        finds what was already posted."""
+        try:
+            await self._handle(row)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            metrics.ADAPTER_ERRORS.labels(account=row.bot_account, kind="unexpected").inc()
+            log.exception("job %s: handling the reply failed; it returns after its lease", row.id)
 
     async def _handle(self, row: Any) -> None:
         adapter = self.adapters.get(row.bot_account)
@@ -142,7 +169,7 @@ class Replier:
                 self.worker_id, row.id, "remote_unavailable", repr(err), retryable=True
             )
         else:
-            if remote is _SKIPPED:
+            if isinstance(remote, Skipped):
                 return
             await self.queue.reply_sent(
                 self.worker_id,
@@ -151,17 +178,20 @@ class Replier:
                 remote.url if remote else None,
             )
 
-    async def _deliver(self, row: Any, adapter: Adapter) -> PostResult | object | None:
+    async def _deliver(self, row: Any, adapter: Adapter) -> PostResult | Skipped | None:
         if row.kind == "campaign":
             if self.campaign_poster is None:
                 raise TransientError("campaigns are not running in this process", 60)
             images = await self.queue.images(row.id)
             return await self.campaign_poster(row, images, adapter)
         mention = mention_from_dict(row.request)
+        escape = adapter.escape_text
         if row.state != JobState.REPLYING:  # an error reply for a rejected/failed job
-            return await self._post(adapter, compose_error(row, mention), row)
+            post = compose_error(row, mention, escape=escape)
+            return await self._post(adapter, post, row, PostKind.ERROR)
         if row.kind == "help":
-            return await self._post(adapter, compose_text(row, mention, self.usage), row)
+            post = compose_text(row, mention, self.usage)
+            return await self._post(adapter, post, row, PostKind.HELP)
         if row.kind == "delete":
             target = (row.params or {}).get("target_remote_id")
             if target:
@@ -172,12 +202,12 @@ class Replier:
             await self.queue.reply_failed(
                 self.worker_id, row.id, decision.code, decision.reason, retryable=False
             )
-            return _SKIPPED
+            return Skipped(decision.code)
         if not await adapter.request_exists(mention):
             raise RemoteGone(f"request {mention.remote_id} was deleted before the reply")
         images = await self.queue.images(row.id)
-        post = compose_result(row, images, mention, self.config, blur=self._blur)
-        return await self._post(adapter, post, row)
+        post = compose_result(row, images, mention, self.config, blur=self._blur, escape=escape)
+        return await self._post(adapter, post, row, PostKind.RESULT)
 
     async def _tell_about_wait(self, row: Any, adapter: Adapter, wait: float | None) -> None:
         """A requester whose images wait on the server's rate limit for long is told, once,
@@ -198,30 +228,29 @@ class Replier:
             f"Your images are ready, but this server only lets me post a few per hour. "
             f"They will follow in about {minutes} minute{'s' if minutes != 1 else ''}."
         )
-        post = compose_text(row, mention, text)
-        post = dataclasses.replace(post, idempotency_key=f"fedibot-job-{row.id}-wait")
-        try:
-            notice = await adapter.post(post)
-        except Exception as exc:  # the notice is a courtesy: never let it block the reply
+        try:  # the notice is a courtesy: never let it block the reply
+            if await self.outbound.posted(row.id, PostKind.WAIT) is not None:
+                return  # posted; recording it in the job's params failed last time
+            notice = await self._post(adapter, compose_text(row, mention, text), row, PostKind.WAIT)
+            await self.queue.update_params(
+                row.id, {"wait_notice_sent": True, "wait_notice_id": notice.remote_id}
+            )
+        except Exception as exc:
             log.info("job %s: could not post the wait notice: %s", row.id, exc)
-            return
-        await self.queue.update_params(
-            row.id, {"wait_notice_sent": True, "wait_notice_id": notice.remote_id}
-        )
 
-    async def _post(self, adapter: Adapter, post: OutgoingPost, row: Any) -> PostResult:
-        if row.reply_attempts > 1:  # we may have posted before crashing: look first
-            existing = await adapter.find_existing_reply(post)
-            notice_id = (row.params or {}).get("wait_notice_id")
-            if existing is not None and existing.remote_id != notice_id:
-                log.info("job %s: found the reply posted before a restart", row.id)
-                return existing
-        return await adapter.post(post)
+    async def _post(self, adapter: Adapter, post: OutgoingPost, row: Any, kind: str) -> PostResult:
+        mention_visibility = (row.request or {}).get("visibility")
+        return await self.outbound.send(
+            adapter,
+            int(row.id),
+            kind,
+            post,
+            request=Visibility(mention_visibility) if mention_visibility else None,
+            # a job whose earlier tries predate the outbound table: look on the server first
+            maybe_posted=row.reply_attempts > 1 and kind != PostKind.WAIT,
+        )
 
     def _blur(self, path: Any) -> Any:
         from fedibot.moderation.policy import blur_image
 
         return blur_image(path)
-
-
-_SKIPPED = object()

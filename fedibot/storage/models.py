@@ -280,3 +280,41 @@ class CampaignRun(Base):
     created_at: Mapped[float] = mapped_column(Float)
 
     __table_args__ = (UniqueConstraint("campaign", "scheduled_at", name="uq_campaign_run"),)
+
+
+class OutboundPost(Base):
+    """One post the bot means to make (a job's result, wait notice, error reply, help text,
+    campaign run): recorded `intended` before the first attempt, `posted` with the server's id
+    once it is there. See docs/outbound.md."""
+
+    __tablename__ = "outbound_posts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))  # result | wait | error | help | campaign
+    bot_account: Mapped[str] = mapped_column(String(64))
+    idempotency_key: Mapped[str] = mapped_column(String(128))
+    state: Mapped[str] = mapped_column(String(16), default="intended")  # intended | posted
+    text: Mapped[str] = mapped_column(Text, default="")  # the first attempt's text
+    media_refs: Mapped[list[str]] = mapped_column(JSON, default=list)  # uploads, in order
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    remote_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)
+    posted_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+    __table_args__ = (
+        UniqueConstraint("job_id", "kind", name="uq_outbound_job_kind"),
+        UniqueConstraint("idempotency_key", name="uq_outbound_key"),
+    )
+
+
+class Setting(Base):
+    """Install-wide values that live as long as the database (e.g. the install id)."""
+
+    __tablename__ = "settings"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[float] = mapped_column(Float)

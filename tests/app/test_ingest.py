@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from federation.markdown_safe import escape as escape_markdown
 from federation.types import Account, Mention, Visibility
 from fedibot.config.loader import parse_config
 from fedibot.intake.ingest import Ingest, asks_private
@@ -70,7 +71,7 @@ async def test_the_same_mention_twice_is_one_job(ingest):
     ("requested", "expected"),
     [
         (Visibility.DIRECT, "direct"),
-        (Visibility.PRIVATE, "private"),
+        (Visibility.PRIVATE, "direct"),  # followers-only → direct (docs/outbound.md)
         (Visibility.UNLISTED, "unlisted"),
     ],
 )
@@ -93,7 +94,7 @@ async def test_again_by_someone_else_is_refused(ingest):
     mine = await _job(ingest, mention("again", in_reply_to_id="r1"))
     assert mine.state == JobState.QUEUED and mine.prompt == "secret cat"
     assert mine.n == original.n and mine.seed != original.seed  # same request, new seeds
-    assert mine.visibility == "private"  # never wider than the result it re-rolls
+    assert mine.visibility == "direct"  # never wider than the result it re-rolls
     more = await _job(ingest, mention("again --n 2 --seed 9", in_reply_to_id="r1"))
     assert (more.prompt, more.n, more.seed) == ("secret cat", 2, 9)
 
@@ -144,5 +145,5 @@ async def test_old_mentions_are_ignored(ingest):
 async def test_error_reply_on_lemmy_cannot_mention_anyone(ingest):
     job = await _job(ingest, mention("a cat --model x@victim@lemmy.ml", platform="lemmy"))
     assert job.state == JobState.REJECTED
-    text = compose_error(job, mention("x", platform="lemmy")).text
+    text = compose_error(job, mention("x", platform="lemmy"), escape=escape_markdown).text
     assert "\\@victim" in text and "@" not in text.replace("\\@", "")  # every @ escaped

@@ -3,6 +3,7 @@ help, bad options, opted-out requesters, and generation failures answered privat
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,9 @@ async def test_mention_gets_one_reply_with_n_images_and_alt_text_mentioning_only
         assert f"Seed: {row.seed}" in alt
         assert fake.media[media["id"]].size == Path(row.path).stat().st_size  # the very PNG
     assert len(fake.media) == 2
-    assert fake.post_params[0]["idempotency_key"] == f"fedibot-job-{job.id}"
+    # fedibot-<install id>-<job>-<kind> (docs/outbound.md)
+    key = fake.post_params[0]["idempotency_key"]
+    assert re.fullmatch(rf"fedibot-[0-9a-f]{{12}}-{job.id}-result", key), key
 
 
 async def test_dm_gets_a_direct_reply(fake: HoldingMastodon, apps: Apps) -> None:
@@ -84,7 +87,7 @@ async def test_dm_whose_generation_fails_gets_a_direct_error_reply_never_a_publi
     assert [s["visibility"] for s in bot_statuses(fake)] == ["direct"]
 
 
-async def test_private_mention_never_yields_a_public_or_unlisted_post(
+async def test_followers_only_mention_gets_direct_replies_only(
     fake: HoldingMastodon, apps: Apps
 ) -> None:
     image = fake.mention("carol@remote.example", "a quiet garden --n 2", visibility="private")
@@ -107,8 +110,9 @@ async def test_private_mention_never_yields_a_public_or_unlisted_post(
     answered = {s["in_reply_to_id"] for s in bot_statuses(fake)}
     assert answered == {image["id"], bad["id"], asks_help["id"]}
     assert len(bot_statuses(fake)) == 3
-    assert {s["visibility"] for s in bot_statuses(fake)} == {"private"}
-    assert {p["visibility"] for p in fake.post_params} == {"private"}
+    # a followers-only reply would reach the bot's followers: direct (docs/outbound.md)
+    assert {s["visibility"] for s in bot_statuses(fake)} == {"direct"}
+    assert {p["visibility"] for p in fake.post_params} == {"direct"}
 
 
 async def test_help_gets_the_usage_and_n_9_gets_the_allowed_range(

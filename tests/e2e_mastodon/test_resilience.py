@@ -113,7 +113,9 @@ async def test_429_with_a_reset_time_on_the_status_post_waits_then_succeeds(
     assert len(refused) <= 3
     jobs = await app.queue.list_jobs()
     assert {j.state for j in jobs} == {"done"}
-    assert all(j.reply_attempts >= 2 for j in jobs)  # each went back and came again
+    # The job that met the 429 went back and came again; the others, whose uploads were
+    # done first (recorded, reused), waited for the reset inline or in the queue.
+    assert any(j.reply_attempts >= 2 for j in jobs)
 
 
 @pytest.mark.parametrize("after_create", [False, True], ids=["before-status", "status-lost"])
@@ -159,6 +161,8 @@ async def test_bot_killed_between_media_upload_and_status_post_replies_once_afte
     posts = [r for r in fake.requests if r.method == "POST" and r.path == "/api/v1/statuses"]
     if after_create:  # found the reply it had posted; did not post or upload again
         assert len(posts) == 1 and fake.count("POST", "/api/v2/media") == 2
-    else:
-        assert len(posts) == 2 and fake.count("POST", "/api/v2/media") == 4
-    assert {r.idempotency_key for r in posts} == {f"fedibot-job-{job.id}"}
+    else:  # the recorded uploads are reused: none repeated, none left orphaned
+        assert len(posts) == 2 and fake.count("POST", "/api/v2/media") == 2
+    assert fake.orphan_media() == []
+    (key,) = {r.idempotency_key for r in posts}
+    assert key is not None and key.endswith(f"-{job.id}-result")

@@ -21,7 +21,7 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
@@ -203,6 +203,12 @@ class FakeMastodon:
         self._streams: list[_StreamConn] = []
         self._failures: list[_Failure] = []
         self._idempotency: dict[tuple[str, str], str] = {}
+        # Idempotency-Key: kept `idempotency_ttl` seconds by `idempotency_clock` (Mastodon: 1 h);
+        # scope "account" (Mastodon) or "global" (Akkoma: one key space for all users).
+        self.idempotency_ttl = 3600.0
+        self.idempotency_clock: Callable[[], float] = time.time
+        self.idempotency_scope = "account"
+        self._idempotency_at: dict[tuple[str, str], float] = {}
         self._last_id = 0
         self._notification_seq = 100
         self._runner: web.AppRunner | None = None
@@ -700,6 +706,7 @@ class FakeMastodon:
         r.add_get("/api/v1/accounts/verify_credentials", self._verify_credentials)
         r.add_patch("/api/v1/accounts/update_credentials", self._update_credentials)
         r.add_get("/api/v1/accounts/{id}", self._get_account)
+        r.add_get("/api/v1/accounts/{id}/statuses", self._account_statuses)
         r.add_get("/api/v2/notifications/policy", self._get_policy)
         r.add_patch("/api/v2/notifications/policy", self._patch_policy)
         r.add_get("/api/v1/notifications", self._list_notifications)
@@ -837,6 +844,19 @@ class FakeMastodon:
             return self._error(404, "Record not found")
         return web.json_response(self._account_json(account_id))
 
+    async def _account_statuses(self, request: web.Request) -> web.Response:
+        """An account's statuses, newest first (`limit`, default 20, at most 40)."""
+        self._auth(request)
+        account_id = request.match_info["id"]
+        limit = min(40, int(request.query.get("limit") or 20))
+        own = [s for s in self.statuses.values() if s["account"]["id"] == account_id]
+        own.sort(key=lambda s: int(s["id"]), reverse=True)
+        return web.json_response([self._status_json(s) for s in own[:limit]])
+
+    def orphan_media(self) -> list[FakeMedia]:
+        """Uploads never attached to a status (each one spent upload budget for nothing)."""
+        return [m for m in self.media.values() if m.status_id is None]
+
     async def _get_policy(self, request: web.Request) -> web.Response:
         self._auth(request)
         if not self.policy_supported:
@@ -948,7 +968,7 @@ class FakeMastodon:
     async def _get_media(self, request: web.Request) -> web.Response:
         self._auth(request)
         media = self.media.get(request.match_info["id"])
-        if media is None:
+        if media is None or media.status_id is not None:  # Mastodon: unattached media only
             return self._error(404, "Record not found")
         media.polls += 1
         if media.polls_left > 0:
@@ -963,8 +983,12 @@ class FakeMastodon:
         account_id = self._auth(request)
         form = await self._form(request)
         key = request.headers.get("Idempotency-Key")
-        if key and (account_id, key) in self._idempotency:
-            existing = self.statuses.get(self._idempotency[(account_id, key)])
+        scope = account_id if self.idempotency_scope == "account" else ""
+        stored_at = self._idempotency_at.get((scope, key or ""))
+        if stored_at is not None and self.idempotency_clock() - stored_at > self.idempotency_ttl:
+            self._idempotency.pop((scope, key or ""), None)  # the key's lifetime is over
+        if key and (scope, key) in self._idempotency:
+            existing = self.statuses.get(self._idempotency[(scope, key)])
             if existing is not None:
                 return web.json_response(self._status_json(existing))
         text = str(form.get("status", "") or "")
@@ -1010,7 +1034,8 @@ class FakeMastodon:
         for media_id in media_ids:
             self.media[media_id].status_id = status["id"]
         if key:
-            self._idempotency[(account_id, key)] = status["id"]
+            self._idempotency[(scope, key)] = status["id"]
+            self._idempotency_at[(scope, key)] = self.idempotency_clock()
         out = self._status_json(status)
         self.posted_statuses.append(out)
         self.post_params.append({**form, "idempotency_key": key})

@@ -79,7 +79,7 @@ async def test_reply_with_images_alt_text_after_processing(
         ("public", "unlisted", "unlisted"),
         ("public", "public", "public"),
         ("unlisted", "public", "unlisted"),
-        ("private", "public", "private"),
+        ("private", "public", "direct"),  # followers-only → direct (docs/outbound.md)
         ("direct", "public", "direct"),
         ("direct", "unlisted", "direct"),
     ],
