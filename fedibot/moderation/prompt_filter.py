@@ -420,6 +420,26 @@ class PromptFilter:
             )
         return ALLOWED
 
+    def minor_terms(self, text: str) -> list[str]:
+        """The minor terms (and ages under 18) named in `text`, innocent phrases left out;
+        used by the output check, whatever `enabled` says."""
+        normalised = normalise(text)
+        terms: list[str] = []
+        for variant in normalised.variants:
+            found = self._matcher.matches(variant)
+            innocent = {
+                index
+                for kinds, start, end, _ in found
+                if kinds & INNOCENT
+                for index in range(start, end)
+            }
+            for kinds, start, end, term in found:
+                if kinds & MINOR and not innocent.intersection(range(start, end)):
+                    terms.append(term)
+        if self._detect_ages:
+            terms.extend(_ages_under_18(normalised.base))
+        return list(dict.fromkeys(terms))
+
     def _check_negative(self, negative: str) -> FilterVerdict:
         normalised = normalise(negative)
         for variant in normalised.variants:
