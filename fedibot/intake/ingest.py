@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import re
 from datetime import UTC
 from typing import Any
 
 from federation.types import Mention, Visibility
 from fedibot.config.loader import FedibotConfig
-from fedibot.intake.grammar import ParsedRequest, PromptError, PromptRules, parse
+from fedibot.intake.grammar import (
+    ParsedRequest,
+    PromptError,
+    PromptRules,
+    parse,
+    wants_private,
+)
 from fedibot.intake.mention_codec import mention_to_dict
 from fedibot.intake.options import Options, resolve_options
 from fedibot.moderation.policy import Decision, Policy
@@ -62,10 +67,10 @@ class Ingest:
                 mention.author.acct,
             )
             return None
+        private = wants_private(mention.text)  # the grammar decides, once, for every path
         decision = await self.policy.check_requester(mention.author)
         if not decision.allowed:
-            return await self._refuse(mention, decision)
-        private = asks_private(mention.text)
+            return await self._refuse(mention, decision, private=private)
         try:
             return await self._decide(mention, private)
         except PromptError as err:
@@ -85,6 +90,7 @@ class Ingest:
 
     async def _decide(self, mention: Mention, private: bool) -> int | None:
         parsed = parse(mention.text, self.rules)
+        private = parsed.private  # the same reading as wants_private()
         direct = Visibility.DIRECT if private else None
         if parsed.command == "help":
             return await self._record(
@@ -285,9 +291,3 @@ class Ingest:
         )
 
 
-_PRIVATE = re.compile(r"(?<!\S)(?:--|[—–])private\b", re.IGNORECASE)
-
-
-def asks_private(text: str) -> bool:
-    """`--private` anywhere, also in a request the grammar refuses (its error stays private)."""
-    return bool(_PRIVATE.search(text))
