@@ -121,9 +121,9 @@ async def _try(config: Any, text: str, out_dir: Path, visibility: str, author: s
     from fedibot.intake.grammar import PromptRules, usage_text
     from fedibot.intake.ingest import Ingest
     from fedibot.intake.mention_codec import mention_from_dict
+    from fedibot.moderation.output_check import withhold_reason
     from fedibot.moderation.policy import Policy, blur_image
     from fedibot.moderation.prompt_filter import PromptFilter
-    from fedibot.moderation.output_check import withhold_reason
     from fedibot.outbound.compose import compose_error, compose_result, compose_text
     from fedibot.queue.jobs import JobQueue
     from fedibot.queue.work_source import QueueWorkSource
@@ -186,7 +186,12 @@ async def _try(config: Any, text: str, out_dir: Path, visibility: str, author: s
         )
         if reason is not None:  # the same output rule as the replier: no image leaves
             withheld = SimpleNamespace(
-                **{**row._mapping, "state": "withheld", "error_code": "withheld", "error_message": reason}
+                **{
+                    **row._mapping,
+                    "state": "withheld",
+                    "error_code": "withheld",
+                    "error_message": reason,
+                }
             )
             return _reply_dict(compose_error(withheld, mention), withheld)
         post = compose_result(row, images, mention, config, blur=blur_image)

@@ -229,9 +229,7 @@ def _scan(text: str, rules: PromptRules, *, strict: bool = True) -> _Scan:
             glued = text[pos : token.end() if token else pos]
             pos += len(glued)
             if strict:
-                raise PromptError(
-                    "bad_option", f"unknown option --{name}{glued}. {_OPTIONS_HINT}"
-                )
+                raise PromptError("bad_option", f"unknown option --{name}{glued}. {_OPTIONS_HINT}")
             continue
         if name == "help":
             scan.help = True

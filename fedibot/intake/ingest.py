@@ -289,5 +289,3 @@ class Ingest:
             request=mention_to_dict(mention),
             params={**(existing.params or {}), "options": dataclasses.asdict(options)},
         )
-
-

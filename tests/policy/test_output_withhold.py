@@ -150,7 +150,12 @@ async def test_minor_prompt_with_a_flagged_image_is_withheld_whatever_flagged_im
     adapter = RecordingAdapter()
     queue, replier = _replier(sqlite_db, tmp_path, adapter, flagged_images="sensitive")
     job_id = await _generated_job(
-        queue, tmp_path, "portrait", {"nsfw_concept": 1.0}, flagged=True, negative="child",
+        queue,
+        tmp_path,
+        "portrait",
+        {"nsfw_concept": 1.0},
+        flagged=True,
+        negative="child",
         classifier="diffusers",
     )
     await replier.process_once()
@@ -172,9 +177,7 @@ async def test_minor_prompt_without_exposure_is_posted(sqlite_db, tmp_path) -> N
 async def test_adult_prompt_with_the_same_scores_is_posted(sqlite_db, tmp_path) -> None:
     adapter = RecordingAdapter()
     queue, replier = _replier(sqlite_db, tmp_path, adapter)
-    job_id = await _generated_job(
-        queue, tmp_path, "a woman at the beach", {"BELLY_EXPOSED": 0.31}
-    )
+    job_id = await _generated_job(queue, tmp_path, "a woman at the beach", {"BELLY_EXPOSED": 0.31})
     await replier.process_once()
     assert (await queue.get(job_id)).state == JobState.DONE
     assert len(adapter.posts[0].media) == 1
