@@ -64,4 +64,11 @@ class PolicyConfig(BaseModel):
     )
     flagged_spoiler_text: str = Field("AI image, may contain nudity", max_length=200)
     reply_on_refusal: ReplyOnRefusal = Field(default_factory=ReplyOnRefusal)
+    refusal_reply_window_minutes: float = Field(
+        10.0,
+        ge=0,
+        le=1440,
+        description="at most one refusal reply per requester in this many minutes (further "
+        "refusals are recorded without a reply); 0 answers every refusal",
+    )
     respect_opt_out: bool = Field(True, description="#nobot / #noai in a profile: do nothing")

@@ -157,17 +157,23 @@ class Ingest:
         error_message: str | None = None,
         reply: bool = False,
         params: dict[str, Any] | None = None,
+        remote_id: str | None = None,
     ) -> int:
         vis = visibility or reply_visibility(
             mention.visibility, self._public_reply_visibility(mention.bot_account)
         )
         extra = dict(params or {})
+        if reply and state == JobState.REJECTED:
+            # one refusal reply per requester per window: a flood gets one answer
+            if not await self.policy.may_reply_to_refusal(mention.author.acct):
+                reply = False
+                extra["reply_suppressed"] = True
         if options is not None:
             extra["options"] = dataclasses.asdict(options)
         job = NewJob(
             platform=mention.platform,
             bot_account=mention.bot_account,
-            remote_id=mention.remote_id,
+            remote_id=remote_id or mention.remote_id,
             requester=mention.author.acct.lower(),
             requester_domain=mention.author.domain,
             kind=kind,
@@ -266,6 +272,13 @@ class Ingest:
         if not self.policy.check_prompt(options.prompt, options.negative_prompt).allowed:
             await self.queue.cancel(int(existing.id), "edited into a refused prompt")
             return
+        if options.n > int(existing.n):  # more images: the quotas decide again
+            decision = await self.policy.check_quota(
+                mention.author, options.n, exclude_job_id=int(existing.id)
+            )
+            if not decision.allowed:
+                await self._refuse_edit(existing, mention, decision, parsed.private)
+                return
         visibility = reply_visibility(
             mention.visibility, self._public_reply_visibility(mention.bot_account)
         ).narrowest(Visibility(existing.visibility))
@@ -288,4 +301,29 @@ class Ingest:
             visibility=visibility.value,
             request=mention_to_dict(mention),
             params={**(existing.params or {}), "options": dataclasses.asdict(options)},
+        )
+
+    async def _refuse_edit(
+        self, existing: Any, mention: Mention, decision: Decision, private: bool
+    ) -> None:
+        """The edit is not applied (the job keeps its values); the refusal is recorded as its
+        own job under the edited post, once per edit."""
+        stamp = mention.edited_at.timestamp() if mention.edited_at else 0.0
+        log.info(
+            "refused edit of %s from %s: %s",
+            mention.remote_id,
+            mention.author.acct,
+            decision.reason,
+        )
+        await self._record(
+            mention,
+            kind="mention",
+            state=JobState.REJECTED,
+            error_code=decision.code,
+            error_message=f"{decision.message}\nYour edit was not applied; "
+            f"the request stays as it was (--n {existing.n}).",
+            reply=decision.reply,
+            params={"reason": decision.reason, "edit_of": int(existing.id)},
+            visibility=Visibility.DIRECT if private else Visibility(existing.visibility),
+            remote_id=f"{mention.remote_id}#edit-{stamp:.0f}",
         )
