@@ -163,11 +163,14 @@ class Ingest:
             mention.visibility, self._public_reply_visibility(mention.bot_account)
         )
         extra = dict(params or {})
-        if reply and state == JobState.REJECTED:
-            # one refusal reply per requester per window: a flood gets one answer
-            if not await self.policy.may_reply_to_refusal(mention.author.acct):
-                reply = False
-                extra["reply_suppressed"] = True
+        # one refusal reply per requester per window: a flood gets one answer
+        if (
+            reply
+            and state == JobState.REJECTED
+            and not await self.policy.may_reply_to_refusal(mention.author.acct)
+        ):
+            reply = False
+            extra["reply_suppressed"] = True
         if options is not None:
             extra["options"] = dataclasses.asdict(options)
         job = NewJob(
