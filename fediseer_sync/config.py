@@ -7,16 +7,11 @@ from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-_DOMAIN_RE = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$")
+from fediseer_sync.domains import normalize_domain
+
+__all__ = ["FediseerConfig", "normalize_domain"]
+
 _CLIENT_AGENT_RE = re.compile(r"^[^:\s]+:[^:\s]+:\S.*$")
-
-
-def normalize_domain(value: str) -> str:
-    """Lower-case, strip blanks and a trailing dot; raise ValueError if it is not a bare domain."""
-    domain = value.strip().lower().rstrip(".")
-    if not _DOMAIN_RE.match(domain):
-        raise ValueError(f"{value!r} is not a bare domain name (like example.social)")
-    return domain
 
 
 def _normalize_domains(values: list[str]) -> list[str]:

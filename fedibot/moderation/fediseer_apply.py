@@ -10,6 +10,7 @@ them.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -137,8 +138,11 @@ def _apply(
         row[0]: (row[1], row[2])
         for row in conn.execute(select(entries_t.c.domain, entries_t.c.list, raw))
     }
-    allow_now = {d for d, (lst, _) in current.items() if lst == "allow"}
-    deny_now = {d for d, (lst, _) in current.items() if lst == "deny"}
+    # One normal form (the IDNA A-label) on both sides: a name stored by an older sync in
+    # its Unicode spelling counts as its A-label (and is rewritten below).
+    result = _normalized(result)
+    allow_now = {_normal(d) for d, (lst, _) in current.items() if lst == "allow"}
+    deny_now = {_normal(d) for d, (lst, _) in current.items() if lst == "deny"}
     plan = plan_sync(
         allow_now, deny_now, result, max_removal_fraction=max_removal_fraction, force=force
     )
@@ -206,6 +210,35 @@ def _apply(
             },
         )
     return status, summary, run_id, len(refreshed)
+
+
+def _normal(domain: str) -> str:
+    try:
+        return allowlist.normalize_domain(domain)
+    except ValueError:
+        return domain
+
+
+def _normalized(result: TrustResult) -> TrustResult:
+    """`result` with every domain in the normal form (entries whose name is no domain at all
+    are dropped: no requester can ever come from them)."""
+
+    def clean(decisions: Any) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for domain, decision in decisions.items():
+            try:
+                normal = allowlist.normalize_domain(domain)
+            except ValueError:
+                log.warning("Fediseer sync: %r is not a domain name; left out", domain[:100])
+                continue
+            out[normal] = (
+                decision
+                if decision.domain == normal
+                else dataclasses.replace(decision, domain=normal)
+            )
+        return out
+
+    return dataclasses.replace(result, allow=clean(result.allow), deny=clean(result.deny))
 
 
 def _describe(exc: BaseException) -> str:

@@ -283,10 +283,12 @@ class Policy:
         self.cfg = policy_cfg
         self.quotas = quota_cfg
         self.prompt_filter = prompt_filter
-        self.own_domains = frozenset(d.lower() for d in own_domains)
+        self.own_domains = frozenset(_domain_key(d) for d in own_domains)
         self.clock = clock
         self.refresh_seconds = refresh_seconds
-        self._exempt = frozenset(_acct_key(a) for a in quota_cfg.exempt)
+        self._exempt = frozenset(_acct_key(a) for a in quota_cfg.exempt) | frozenset(
+            _normal_acct(a) for a in quota_cfg.exempt
+        )
         self._lists: _Lists | None = None
         self._lists_version = -1
         self._checked_at = 0.0
@@ -365,7 +367,7 @@ class Policy:
         return await self.db.run(quota_lines, self.quotas, acct_key, domain, self.clock(), images)
 
     def is_exempt(self, acct: str) -> bool:
-        return _acct_key(acct) in self._exempt
+        return _acct_key(acct) in self._exempt or _normal_acct(acct) in self._exempt
 
     async def check_quota(
         self, author: Account, images: int = 1, *, exclude_job_id: int | None = None
@@ -441,6 +443,21 @@ class Policy:
 
 def _acct_key(acct: str) -> str:
     return acct.strip().lstrip("@").lower()
+
+
+def _normal_acct(acct: str) -> str:
+    """user@domain with the domain in the normal form (IDNA A-label)."""
+    try:
+        return allowlist.normalize_acct(acct)
+    except ValueError:
+        return _acct_key(acct)
+
+
+def _domain_key(domain: str) -> str:
+    try:
+        return allowlist.normalize_domain(domain)
+    except ValueError:
+        return domain.strip().lower()
 
 
 def blur_image(path: str | Path, radius: float | None = None) -> Path:
