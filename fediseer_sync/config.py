@@ -78,7 +78,8 @@ class FediseerConfig(BaseModel):
         0.3,
         ge=0.0,
         le=1.0,
-        description="Hold a sync that would remove more than this share of the allow list.",
+        description="Hold a sync that would remove more than this share of the allow list "
+        "or of the deny list (or empty either list) until it is run with --force.",
     )
     sync_interval_minutes: int = Field(60, ge=5, description="Minutes between scheduled syncs.")
     timeout_seconds: float = Field(30.0, gt=0, le=600, description="Timeout of one HTTP request.")

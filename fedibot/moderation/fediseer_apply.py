@@ -3,9 +3,10 @@
 fetch (all sources or nothing) → plan against the current `fediseer_entries` → apply in ONE
 transaction that also writes its `sync_runs` row and an audit row. Any failure leaves the
 last good list as it is and is recorded; a plan that would remove more than
-`max_removal_fraction` of the allow list is recorded as `held` and changes nothing until it
-is run again with `force=True`. Manual overrides live in their own table: syncs never touch
-them.
+`max_removal_fraction` of the allow list or of the deny list (or that would empty either
+because the source returned none) is recorded as `held` and changes nothing until it is run
+again with `force=True`; `fedibot doctor` shows a held last sync. Manual overrides live in
+their own table: syncs never touch them.
 """
 
 from __future__ import annotations
@@ -294,6 +295,12 @@ async def sync_fediseer(
         log.warning("Fediseer sync held: %s", summary.get("held_reason"))
     error = summary.get("held_reason") if status == "held" else None
     return SyncOutcome(status, summary, error, run_id, started, finished, refreshed)
+
+
+def last_sync_run(conn: Connection) -> SyncRunRecord | None:
+    """The newest sync attempt (for `fedibot doctor`), or None."""
+    row = conn.execute(select(runs_t).order_by(runs_t.c.id.desc()).limit(1)).first()
+    return None if row is None else SyncRunRecord(**row._mapping)
 
 
 async def sync_history(db: Database, limit: int = 20) -> list[SyncRunRecord]:
