@@ -27,6 +27,7 @@ import aiohttp
 from pydantic import SecretStr
 
 from fediseer_sync.config import FediseerConfig
+from fediseer_sync.domains import normalize_domain
 from fediseer_sync.errors import (
     FediseerBadResponse,
     FediseerRateLimited,
@@ -273,7 +274,7 @@ class FediseerClient:
 def _list_path(endpoint: str, domains: Sequence[str]) -> str:
     if isinstance(domains, str):
         domains = [domains]
-    cleaned = [d.strip().lower() for d in domains if d.strip()]
+    cleaned = [normalize_domain(d) for d in domains if d.strip()]
     if not cleaned:
         raise ValueError("at least one domain is needed")
     return f"/{endpoint}/{','.join(cleaned)}"
@@ -288,16 +289,31 @@ def _filters(min_name: str, minimum: int | None, reasons: Sequence[str]) -> list
     return params
 
 
+def _normal(domain: str) -> str | None:
+    """The normal form (IDNA A-label) of a domain Fediseer sent; None (skipped, logged) when
+    it is no domain name at all."""
+    try:
+        return normalize_domain(domain)
+    except ValueError:
+        log.warning("Fediseer answer holds an invalid domain name %r; skipped", domain[:100])
+        return None
+
+
 def _entries(items: list[Any], reasons_key: str) -> list[InstanceEntry]:
     out = []
     for item in items:
         domain = item.get("domain") if isinstance(item, dict) else None
         if not isinstance(domain, str) or not domain:
             raise FediseerBadResponse("an instance in the answer has no domain")
+        normal = _normal(domain)
+        if normal is None:
+            continue
         guarantor = item.get("guarantor")
+        if isinstance(guarantor, str) and guarantor:
+            guarantor = _normal(guarantor) or guarantor
         out.append(
             InstanceEntry(
-                domain=domain.lower(),
+                domain=normal,
                 reasons=split_reasons(item.get(reasons_key)),
                 guarantor=guarantor if isinstance(guarantor, str) and guarantor else None,
             )
@@ -308,7 +324,7 @@ def _entries(items: list[Any], reasons_key: str) -> list[InstanceEntry]:
 def _strings(items: list[Any]) -> list[str]:
     if not all(isinstance(i, str) for i in items):
         raise FediseerBadResponse("the domains list holds something that is not a string")
-    return [i.lower() for i in items]
+    return [d for d in map(_normal, items) if d is not None]
 
 
 def _dedupe(items: list[Any]) -> list[Any]:

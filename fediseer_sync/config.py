@@ -7,16 +7,11 @@ from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-_DOMAIN_RE = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$")
+from fediseer_sync.domains import normalize_domain
+
+__all__ = ["FediseerConfig", "normalize_domain"]
+
 _CLIENT_AGENT_RE = re.compile(r"^[^:\s]+:[^:\s]+:\S.*$")
-
-
-def normalize_domain(value: str) -> str:
-    """Lower-case, strip blanks and a trailing dot; raise ValueError if it is not a bare domain."""
-    domain = value.strip().lower().rstrip(".")
-    if not _DOMAIN_RE.match(domain):
-        raise ValueError(f"{value!r} is not a bare domain name (like example.social)")
-    return domain
 
 
 def _normalize_domains(values: list[str]) -> list[str]:
@@ -83,7 +78,8 @@ class FediseerConfig(BaseModel):
         0.3,
         ge=0.0,
         le=1.0,
-        description="Hold a sync that would remove more than this share of the allow list.",
+        description="Hold a sync that would remove more than this share of the allow list "
+        "or of the deny list (or empty either list) until it is run with --force.",
     )
     sync_interval_minutes: int = Field(60, ge=5, description="Minutes between scheduled syncs.")
     timeout_seconds: float = Field(30.0, gt=0, le=600, description="Timeout of one HTTP request.")

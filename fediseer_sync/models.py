@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from fediseer_sync.domains import normalize_domain
+
 Reasons = tuple[str, ...]
 
 
@@ -120,5 +122,8 @@ class TrustResult:
 
     def lookup(self, domain: str) -> Provenance | None:
         """The decision about `domain` (deny first, as deny beats allow), or None."""
-        domain = domain.strip().lower().rstrip(".")
+        try:
+            domain = normalize_domain(domain)
+        except ValueError:
+            return None
         return self.deny.get(domain) or self.allow.get(domain)

@@ -23,6 +23,7 @@ class SyncPlan:
     result: TrustResult
     current_allow_count: int
     forced: bool = False
+    current_deny_count: int = 0
 
     @property
     def removal_fraction(self) -> float:
@@ -30,6 +31,13 @@ class SyncPlan:
         if not self.current_allow_count:
             return 0.0
         return len(self.removed_allow) / self.current_allow_count
+
+    @property
+    def deny_removal_fraction(self) -> float:
+        """Share of the current deny list this plan removes or flips to allow."""
+        if not self.current_deny_count:
+            return 0.0
+        return len(self.removed_deny) / self.current_deny_count
 
     @property
     def changed(self) -> bool:
@@ -54,6 +62,7 @@ class SyncPlan:
             "held_reason": self.held_reason,
             "forced": self.forced,
             "removal_fraction": round(self.removal_fraction, 4),
+            "deny_removal_fraction": round(self.deny_removal_fraction, 4),
             "sources": list(self.result.sources),
             "fetched_at": self.result.fetched_at.isoformat(),
         }
@@ -67,8 +76,12 @@ def plan_sync(
     max_removal_fraction: float,
     force: bool = False,
 ) -> SyncPlan:
-    """Compare the current Fediseer-sourced lists with `result`. The plan is held when it would
-    remove more than `max_removal_fraction` of the current allow list, unless `force`."""
+    """Compare the current Fediseer-sourced lists with `result`. The plan is held, unless
+    `force`, when it would remove more than `max_removal_fraction` of the current allow list
+    or of the current deny list (a denied instance that moves to allow counts as removed
+    from the deny list), or when either list is non-empty now and the source returned none
+    of it at all (an empty answer is far likelier an outage than a real change; with the
+    shipped blocklist mode an emptied deny list would let every censured instance in)."""
     if not 0.0 <= max_removal_fraction <= 1.0:
         raise ValueError("max_removal_fraction must be between 0 and 1")
     allow_now = set(current_allow)
@@ -76,23 +89,47 @@ def plan_sync(
     allow_new = set(result.allow)
     deny_new = set(result.deny)
     removed_allow = tuple(sorted(allow_now - allow_new))
-    too_many = bool(allow_now) and len(removed_allow) / len(allow_now) > max_removal_fraction
-    reason = None
-    if too_many and not force:
-        share = len(removed_allow) / len(allow_now)
-        reason = (
-            f"would remove {len(removed_allow)} of {len(allow_now)} allowed instances "
-            f"({share:.0%}), more than max_removal_fraction {max_removal_fraction:.0%}; "
-            "confirm with --force"
+    removed_deny = tuple(sorted(deny_now - deny_new))
+    problems = [
+        problem
+        for problem in (
+            _too_many(removed_allow, allow_now, allow_new, "allowed", max_removal_fraction),
+            _too_many(removed_deny, deny_now, deny_new, "denied", max_removal_fraction),
         )
+        if problem
+    ]
+    reason = None
+    if problems and not force:
+        reason = "; ".join(problems) + "; confirm with --force"
     return SyncPlan(
         added_allow=tuple(sorted(allow_new - allow_now)),
         removed_allow=removed_allow,
         added_deny=tuple(sorted(deny_new - deny_now)),
-        removed_deny=tuple(sorted(deny_now - deny_new)),
+        removed_deny=removed_deny,
         held=reason is not None,
         held_reason=reason,
         result=result,
         current_allow_count=len(allow_now),
-        forced=too_many and force,
+        forced=bool(problems) and force,
+        current_deny_count=len(deny_now),
+    )
+
+
+def _too_many(
+    removed: tuple[str, ...], now: set[str], new: set[str], label: str, max_fraction: float
+) -> str | None:
+    """Why removing `removed` from the list `now` must wait for --force, or None."""
+    if not now or not removed:
+        return None
+    if not new:
+        return (
+            f"the source returned no {label} instances at all while {len(now)} are {label} "
+            f"now; would remove all of them"
+        )
+    share = len(removed) / len(now)
+    if share <= max_fraction:
+        return None
+    return (
+        f"would remove {len(removed)} of {len(now)} {label} instances ({share:.0%}), "
+        f"more than max_removal_fraction {max_fraction:.0%}"
     )

@@ -22,6 +22,10 @@ def doctor(as_json: bool, skip_accounts: bool) -> None:
     config = load_config_or_exit()
     checks: list[dict[str, Any]] = [{"check": "config", "ok": True, "detail": "valid"}]
     checks.append(_check_database(config))
+    if checks[-1]["ok"]:
+        fediseer_check = _check_fediseer(config)
+        if fediseer_check is not None:
+            checks.append(fediseer_check)
     if not skip_accounts:
         checks.extend(asyncio.run(_check_accounts(config)))
     checks.append(_check_generator(config))
@@ -61,11 +65,60 @@ def _check_database(config: Any) -> dict[str, Any]:
         return {
             "check": "database",
             "ok": False,
-            "detail": f"{db.display_url}: {exc.__class__.__name__}: {exc} — check "
-            "database.url and that the server is running",
+            "detail": f"{_safe_error(exc, db)} — check database.url and that the server is running",
         }
     finally:
         db.close()
+
+
+def _safe_error(exc: BaseException, db: Any) -> str:
+    """`URL: Error: message` with the URL's password masked wherever it appears."""
+    from fedibot.config.errors import scrub
+
+    password = db.url.password
+    secrets = {str(password)} if password else set()
+    first_line = (str(exc).strip().splitlines() or [""])[0]
+    return scrub(f"{db.display_url}: {exc.__class__.__name__}: {first_line}", secrets)
+
+
+def _check_fediseer(config: Any) -> dict[str, Any] | None:
+    """The last Fediseer sync: a held or failed one needs the operator."""
+    from fedibot.cli.common import format_time
+    from fedibot.moderation.fediseer_apply import last_sync_run
+    from fedibot.storage.database import Database
+
+    db = Database(config.database.url)
+    try:
+        run = db.run_blocking(last_sync_run)
+    except Exception as exc:
+        return {"check": "fediseer sync", "ok": False, "detail": _safe_error(exc, db)}
+    finally:
+        db.close()
+    if run is None:
+        if not config.fediseer.enabled:
+            return None
+        return {"check": "fediseer sync", "ok": True, "detail": "no sync has run yet"}
+    when = format_time(run.finished_at or run.started_at)
+    if run.status == "held":
+        return {
+            "check": "fediseer sync",
+            "ok": False,
+            "detail": f"the last sync (#{run.id}, {when}) is held: {run.error} — the lists are "
+            "unchanged; look with `fedibot fediseer sync --dry-run`, then apply with "
+            "`fedibot fediseer sync --force`",
+        }
+    if run.status == "failed":
+        return {
+            "check": "fediseer sync",
+            "ok": False,
+            "detail": f"the last sync (#{run.id}, {when}) failed: {run.error} — the last good "
+            "lists are kept; see `fedibot fediseer history`",
+        }
+    return {
+        "check": "fediseer sync",
+        "ok": True,
+        "detail": f"last sync #{run.id} {run.status} at {when}",
+    }
 
 
 async def _check_accounts(config: Any) -> list[dict[str, Any]]:

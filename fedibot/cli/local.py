@@ -9,6 +9,7 @@ import shutil
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import click
@@ -120,6 +121,7 @@ async def _try(config: Any, text: str, out_dir: Path, visibility: str, author: s
     from fedibot.intake.grammar import PromptRules, usage_text
     from fedibot.intake.ingest import Ingest
     from fedibot.intake.mention_codec import mention_from_dict
+    from fedibot.moderation.output_check import withhold_reason
     from fedibot.moderation.policy import Policy, blur_image
     from fedibot.moderation.prompt_filter import PromptFilter
     from fedibot.outbound.compose import compose_error, compose_result, compose_text
@@ -179,6 +181,19 @@ async def _try(config: Any, text: str, out_dir: Path, visibility: str, author: s
         if row.state != JobState.GENERATED:
             return _reply_dict(compose_error(row, mention_from_dict(row.request)), row)
         images = await queue.images(job_id)
+        reason = withhold_reason(
+            row.prompt, row.negative_prompt, images, config.policy.minor_exposure_threshold
+        )
+        if reason is not None:  # the same output rule as the replier: no image leaves
+            withheld = SimpleNamespace(
+                **{
+                    **row._mapping,
+                    "state": "withheld",
+                    "error_code": "withheld",
+                    "error_message": reason,
+                }
+            )
+            return _reply_dict(compose_error(withheld, mention), withheld)
         post = compose_result(row, images, mention, config, blur=blur_image)
         copied = []
         for item in post.media:

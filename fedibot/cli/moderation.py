@@ -40,12 +40,20 @@ def _actor() -> str:
 
 
 def _domain(value: str) -> str:
+    """A domain typed by a person (Unicode or punycode) in the one normal form."""
     from fedibot.moderation.allowlist import normalize_domain
 
     try:
         return normalize_domain(value)
     except ValueError as exc:
         fail(str(exc))
+
+
+def with_unicode(domain: str) -> str:
+    """`xn--mnchen-3ya.test (münchen.test)`: the stored A-label and, for people, Unicode."""
+    from fedibot.moderation.allowlist import with_unicode as both
+
+    return both(domain)
 
 
 def _acct(value: str) -> str:
@@ -94,7 +102,10 @@ def allowlist_list(source: str | None, as_json: bool) -> None:
     if as_json:
         print_json([e.to_dict() for e in entries])
         return
-    rows = [(e.domain, e.action, e.source, format_time(e.since), e.explain()) for e in entries]
+    rows = [
+        (with_unicode(e.domain), e.action, e.source, format_time(e.since), e.explain())
+        for e in entries
+    ]
     title = f"{len(entries)} entries" + (f" ({source})" if source else "")
     print_table(make_table(title, ["domain", "action", "source", "since", "why"], rows))
 
@@ -111,7 +122,7 @@ def allowlist_show(domain: str, as_json: bool) -> None:
         return
     verdict = "allowed" if status.allowed else "NOT allowed"
     rows = [
-        ("domain", status.domain),
+        ("domain", with_unicode(status.domain)),
         ("verdict", verdict),
         ("mode", status.mode),
         ("decided by", status.source),
@@ -134,7 +145,8 @@ def _set(domain: str, action: str, note: str) -> None:
 
     outcome, status = _with_allowlist(body)
     verdict = "allowed" if status.allowed else "not allowed"
-    click.echo(f"{name}: manual {action} {outcome}; now {verdict} ({status.reason})")
+    shown = with_unicode(name)
+    click.echo(f"{shown}: manual {action} {outcome}; now {verdict} ({status.reason})")
 
 
 @allowlist.command("allow")
@@ -159,7 +171,8 @@ def allowlist_unset(domain: str) -> None:
     """Remove the manual override of DOMAIN (the sync and the mode decide again)."""
     name = _domain(domain)
     removed = _with_allowlist(lambda al, _cfg: al.unset(name))
-    click.echo(f"{name}: manual override removed" if removed else f"{name}: no manual override")
+    shown = with_unicode(name)
+    click.echo(f"{shown}: manual override removed" if removed else f"{shown}: no manual override")
 
 
 @allowlist.command("import")
@@ -244,7 +257,7 @@ def _print_outcome(outcome: Any) -> None:
         ("added_deny", "+ deny"),
         ("removed_deny", "- deny"),
     ):
-        items = summary.get(key) or []
+        items = [with_unicode(d) for d in summary.get(key) or []]
         shown = ", ".join(items[:20]) + (f", … ({len(items) - 20} more)" if len(items) > 20 else "")
         click.echo(f"{label}: {len(items)}" + (f"  {shown}" if items else ""))
     if summary.get("held"):

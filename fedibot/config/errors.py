@@ -168,19 +168,71 @@ def describe_validation_error(source: str, model: type[BaseModel], error: Valida
         else:
             value = err.get("input")
             shown = _show(value, path)
-            lines.append(f"{source}: {path} = {shown}: {allowed}")
-    return "\n".join(lines)
+            if shown is None:  # a table: name the key, never print its values
+                lines.append(f"{source}: {path or '(top level)'}: {allowed}")
+            else:
+                lines.append(f"{source}: {path} = {shown}: {allowed}")
+    return scrub("\n".join(lines), _secrets_in(error))
 
 
-_SECRET_WORDS = ("token", "password", "secret", "apikey", "jwt")
+_SECRET_WORDS = ("token", "password", "secret", "apikey", "jwt", "key")
 
 
-def _show(value: Any, path: str) -> str:
-    if any(word in path.lower() for word in _SECRET_WORDS):
+def _is_secret_key(name: str) -> bool:
+    lowered = name.lower()
+    return any(word in lowered for word in _SECRET_WORDS)
+
+
+def _show(value: Any, path: str) -> str | None:
+    """How a bad value is shown: secrets hidden, URL passwords masked, tables not at all
+    (None), lists only when they hold plain values."""
+    from fedibot.storage.database import mask_url
+
+    last = path.rsplit(".", 1)[-1]
+    if _is_secret_key(last):
         return "<hidden>"
     if isinstance(value, str):
+        if "://" in value or "@" in value:
+            value = mask_url(value)
         return repr(value) if len(value) < 80 else repr(value[:77] + "...")
-    if isinstance(value, dict | list):
-        text = repr(value)
+    if isinstance(value, dict):
+        return None
+    if isinstance(value, list | tuple):
+        if not all(isinstance(item, str | int | float | bool) for item in value):
+            return None
+        text = repr([mask_url(v) if isinstance(v, str) and "://" in v else v for v in value])
         return text if len(text) < 80 else text[:77] + "..."
     return repr(value) if value is not None else "(empty)"
+
+
+def _secrets_in(error: ValidationError) -> set[str]:
+    """Every value under a secret-looking key anywhere in the inputs of the errors."""
+    found: set[str] = set()
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if isinstance(key, str) and _is_secret_key(key) and isinstance(item, str):
+                    found.add(item)
+                else:
+                    walk(item)
+        elif isinstance(value, list | tuple):
+            for item in value:
+                walk(item)
+
+    for err in error.errors(include_url=False):
+        walk(err.get("input"))
+        if _is_secret_key(str(err["loc"][-1]) if err["loc"] else "") and isinstance(
+            err.get("input"), str
+        ):
+            found.add(err["input"])
+    return {s for s in found if len(s) >= 4}
+
+
+def scrub(text: str, secrets: set[str] | frozenset[str] = frozenset()) -> str:
+    """`text` with every given secret replaced by *** and every URL password masked."""
+    from fedibot.storage.database import mask_url_passwords
+
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return mask_url_passwords(text)

@@ -43,7 +43,7 @@ class DatabaseConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     url: str = Field(
-        "sqlite:///data/fedibot.db",
+        "sqlite:///data/fedibot.storage.database",
         description="sqlite:///PATH (default) or postgresql://USER:PASSWORD@HOST:PORT/DB",
     )
     echo: bool = False
@@ -181,10 +181,20 @@ class FedibotConfig(BaseModel):
 
     @property
     def own_domains(self) -> set[str]:
-        """The instances the bot's accounts live on: always allowed."""
+        """The instances the bot's accounts live on: always allowed (in the normal form)."""
         from urllib.parse import urlparse
 
-        return {(urlparse(a.base_url).hostname or "").lower() for a in self.accounts} - {""}
+        from fediseer_sync.domains import normalize_domain
+
+        found = set()
+        for account in self.accounts:
+            host = (urlparse(account.base_url).hostname or "").lower()
+            try:
+                found.add(normalize_domain(host))
+            except ValueError:
+                if host:
+                    found.add(host)
+        return found
 
 
 def resolve_env(value: Any, path: str = "") -> Any:

@@ -50,9 +50,25 @@ class PolicyConfig(BaseModel):
         ),
     )
     flagged_images: Literal["sensitive", "blur", "withhold"] = Field(
-        "sensitive",
-        description="what happens to an image the safety check flagged",
+        "blur",
+        description="what happens to an image the safety check flagged: sensitive (posted "
+        "behind a CW), blur (a blurred copy behind a CW) or withhold (not posted); a request "
+        "naming a minor is withheld whatever this says",
+    )
+    minor_exposure_threshold: float = Field(
+        0.2,
+        ge=0.0,
+        le=1.0,
+        description="when the prompt or negative prompt names a minor, any exposure label of "
+        "the classifier at or above this score withholds the job's images",
     )
     flagged_spoiler_text: str = Field("AI image, may contain nudity", max_length=200)
     reply_on_refusal: ReplyOnRefusal = Field(default_factory=ReplyOnRefusal)
+    refusal_reply_window_minutes: float = Field(
+        10.0,
+        ge=0,
+        le=1440,
+        description="at most one refusal reply per requester in this many minutes (further "
+        "refusals are recorded without a reply); 0 answers every refusal",
+    )
     respect_opt_out: bool = Field(True, description="#nobot / #noai in a profile: do nothing")

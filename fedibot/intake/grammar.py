@@ -105,7 +105,9 @@ class PromptRules:
 # --- text clean-up -------------------------------------------------------------------------
 
 # Zero-width and soft-hyphen characters (not ZWJ: it holds emoji sequences together).
-_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u2060\ufeff\u00ad\u180e"), None)
+_INVISIBLE = dict.fromkeys(
+    map(ord, "\u200b\u200c\u200e\u200f\u2060\u2061\u2062\u2063\u2064\ufeff\u00ad\u180e"), None
+)
 _MENTION = re.compile(
     r"(?<![\w@/])@[A-Za-z0-9_][A-Za-z0-9_.-]*(?:@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)?"
 )
@@ -193,7 +195,13 @@ def _read_value(text: str, pos: int) -> tuple[str | None, int, bool]:
     return text[pos:end].rstrip(_TRAILING_PUNCT) or None, end, False
 
 
-def _scan(text: str, rules: PromptRules) -> _Scan:
+_GLUED = re.compile(r"\w")  # a flag followed by more word characters: `--private7`
+_TOKEN_END = re.compile(r"\S*")
+
+
+def _scan(text: str, rules: PromptRules, *, strict: bool = True) -> _Scan:
+    """Split `text` into prompt, negative prompt and option values. With `strict=False`
+    nothing is refused: bad options are skipped (used by `wants_private`)."""
     scan = _Scan()
     pos = 0
     in_negative = False
@@ -215,21 +223,46 @@ def _scan(text: str, rules: PromptRules) -> _Scan:
             else:
                 in_negative = True
             continue
+        if name in ("help", "private") and not marker.group("eq") and _GLUED.match(text, pos):
+            # `--private7` is not the option `--private` (nor prompt text: say so)
+            token = _TOKEN_END.match(text, pos)
+            glued = text[pos : token.end() if token else pos]
+            pos += len(glued)
+            if strict:
+                raise PromptError("bad_option", f"unknown option --{name}{glued}. {_OPTIONS_HINT}")
+            continue
         if name == "help":
             scan.help = True
             continue
         if name == "private":
-            scan.private = _read_private(text, marker, pos)
+            try:
+                scan.private = _read_private(text, marker, pos)
+            except PromptError:
+                if strict:
+                    raise
+                scan.private = True  # `--private=maybe`: refused, but clearly meant private
             if marker.group("eq"):
                 _, pos, _ = _read_value(text, pos)
             continue
-        if name not in _VALUE_OPTIONS:
-            raise PromptError("bad_option", f"unknown option --{name}. {_OPTIONS_HINT}")
-        if name in scan.values:
-            raise PromptError("bad_option", f"--{name} was given twice; give it once")
-        value, pos = _read_option_value(text, name, pos, rules)
+        try:
+            if name not in _VALUE_OPTIONS:
+                raise PromptError("bad_option", f"unknown option --{name}. {_OPTIONS_HINT}")
+            if name in scan.values:
+                raise PromptError("bad_option", f"--{name} was given twice; give it once")
+            value, pos = _read_option_value(text, name, pos, rules)
+        except PromptError:
+            if strict:
+                raise
+            continue
         scan.values[name] = value
     return scan
+
+
+def wants_private(text: str) -> bool:
+    """Whether the text of a mention carries the `--private` option, exactly as `parse`
+    reads it (same clean-up, same tokens) but also when `parse` refuses the request, so a
+    refusal goes out as privately as the request asked. The only `--private` recogniser."""
+    return _scan(_clean(text), PromptRules(), strict=False).private
 
 
 def _read_private(text: str, marker: re.Match[str], pos: int) -> bool:

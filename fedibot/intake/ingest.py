@@ -8,14 +8,19 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import re
 from datetime import UTC
 from typing import Any
 
 from federation.types import Mention, Visibility
 from federation.visibility import reply_visibility
 from fedibot.config.loader import FedibotConfig
-from fedibot.intake.grammar import ParsedRequest, PromptError, PromptRules, parse
+from fedibot.intake.grammar import (
+    ParsedRequest,
+    PromptError,
+    PromptRules,
+    parse,
+    wants_private,
+)
 from fedibot.intake.mention_codec import mention_to_dict
 from fedibot.intake.options import Options, resolve_options
 from fedibot.moderation.policy import Decision, Policy
@@ -62,10 +67,10 @@ class Ingest:
                 mention.author.acct,
             )
             return None
+        private = wants_private(mention.text)  # the grammar decides, once, for every path
         decision = await self.policy.check_requester(mention.author)
         if not decision.allowed:
-            return await self._refuse(mention, decision)
-        private = asks_private(mention.text)
+            return await self._refuse(mention, decision, private=private)
         try:
             return await self._decide(mention, private)
         except PromptError as err:
@@ -85,6 +90,7 @@ class Ingest:
 
     async def _decide(self, mention: Mention, private: bool) -> int | None:
         parsed = parse(mention.text, self.rules)
+        private = parsed.private  # the same reading as wants_private()
         direct = Visibility.DIRECT if private else None
         if parsed.command == "help":
             return await self._record(
@@ -151,17 +157,26 @@ class Ingest:
         error_message: str | None = None,
         reply: bool = False,
         params: dict[str, Any] | None = None,
+        remote_id: str | None = None,
     ) -> int:
         vis = visibility or reply_visibility(
             mention.visibility, self._public_reply_visibility(mention.bot_account)
         )
         extra = dict(params or {})
+        # one refusal reply per requester per window: a flood gets one answer
+        if (
+            reply
+            and state == JobState.REJECTED
+            and not await self.policy.may_reply_to_refusal(mention.author.acct)
+        ):
+            reply = False
+            extra["reply_suppressed"] = True
         if options is not None:
             extra["options"] = dataclasses.asdict(options)
         job = NewJob(
             platform=mention.platform,
             bot_account=mention.bot_account,
-            remote_id=mention.remote_id,
+            remote_id=remote_id or mention.remote_id,
             requester=mention.author.acct.lower(),
             requester_domain=mention.author.domain,
             kind=kind,
@@ -260,6 +275,13 @@ class Ingest:
         if not self.policy.check_prompt(options.prompt, options.negative_prompt).allowed:
             await self.queue.cancel(int(existing.id), "edited into a refused prompt")
             return
+        if options.n > int(existing.n):  # more images: the quotas decide again
+            decision = await self.policy.check_quota(
+                mention.author, options.n, exclude_job_id=int(existing.id)
+            )
+            if not decision.allowed:
+                await self._refuse_edit(existing, mention, decision, parsed.private)
+                return
         visibility = reply_visibility(
             mention.visibility, self._public_reply_visibility(mention.bot_account)
         ).narrowest(Visibility(existing.visibility))
@@ -284,10 +306,27 @@ class Ingest:
             params={**(existing.params or {}), "options": dataclasses.asdict(options)},
         )
 
-
-_PRIVATE = re.compile(r"(?<!\S)(?:--|[—–])private\b", re.IGNORECASE)
-
-
-def asks_private(text: str) -> bool:
-    """`--private` anywhere, also in a request the grammar refuses (its error stays private)."""
-    return bool(_PRIVATE.search(text))
+    async def _refuse_edit(
+        self, existing: Any, mention: Mention, decision: Decision, private: bool
+    ) -> None:
+        """The edit is not applied (the job keeps its values); the refusal is recorded as its
+        own job under the edited post, once per edit."""
+        stamp = mention.edited_at.timestamp() if mention.edited_at else 0.0
+        log.info(
+            "refused edit of %s from %s: %s",
+            mention.remote_id,
+            mention.author.acct,
+            decision.reason,
+        )
+        await self._record(
+            mention,
+            kind="mention",
+            state=JobState.REJECTED,
+            error_code=decision.code,
+            error_message=f"{decision.message}\nYour edit was not applied; "
+            f"the request stays as it was (--n {existing.n}).",
+            reply=decision.reply,
+            params={"reason": decision.reason, "edit_of": int(existing.id)},
+            visibility=Visibility.DIRECT if private else Visibility(existing.visibility),
+            remote_id=f"{mention.remote_id}#edit-{stamp:.0f}",
+        )

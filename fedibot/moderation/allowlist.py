@@ -23,7 +23,7 @@ from sqlalchemy.engine import Connection
 
 from fedibot.storage.database import Database
 from fedibot.storage.models import AuditEntry, BannedUser, DomainOverride, FediseerEntry
-from fediseer_sync.config import normalize_domain as _normalize_ascii_domain
+from fediseer_sync.domains import display_domain, normalize_domain, with_unicode
 
 overrides_t = DomainOverride.__table__
 fediseer_t = FediseerEntry.__table__
@@ -50,18 +50,15 @@ def bump_version() -> None:
 
 # -- validation -------------------------------------------------------------------------------
 
+# Instance names have one normal form everywhere (fediseer_sync.domains): the IDNA 2008 A-label.
+__all__ = ["display_domain", "normalize_domain", "with_unicode"]
 
-def normalize_domain(value: str) -> str:
-    """A bare, lower-case ASCII domain (IDNs become punycode); ValueError otherwise."""
-    text = value.strip()
-    if "://" in text or "/" in text or "@" in text:
-        raise ValueError(f"{value!r} is not a bare domain name (like example.social)")
-    if not text.isascii():
-        try:
-            text = text.encode("idna").decode("ascii")
-        except UnicodeError:
-            raise ValueError(f"{value!r} is not a valid domain name") from None
-    return _normalize_ascii_domain(text)
+
+def _own(domain: str) -> str:
+    try:
+        return normalize_domain(domain)
+    except ValueError:
+        return domain.strip().lower()
 
 
 def normalize_acct(value: str) -> str:
@@ -108,7 +105,11 @@ class ListEntry:
         return _explain_provenance(self.provenance)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "why": self.explain()}
+        return {
+            **asdict(self),
+            "domain_unicode": display_domain(self.domain),
+            "why": self.explain(),
+        }
 
 
 @dataclass(frozen=True)
@@ -159,6 +160,7 @@ class DomainStatus:
     def to_dict(self) -> dict[str, Any]:
         return {
             "domain": self.domain,
+            "domain_unicode": display_domain(self.domain),
             "mode": self.mode,
             "allowed": self.allowed,
             "decided_by": self.source,
@@ -369,7 +371,7 @@ class Allowlist:
     ) -> None:
         self.db = db
         self.mode = mode
-        self.own_domains = frozenset(d.lower() for d in own_domains)
+        self.own_domains = frozenset(_own(d) for d in own_domains)
         self.actor = actor
         self.clock = clock
 

@@ -3,13 +3,15 @@
 fetch (all sources or nothing) → plan against the current `fediseer_entries` → apply in ONE
 transaction that also writes its `sync_runs` row and an audit row. Any failure leaves the
 last good list as it is and is recorded; a plan that would remove more than
-`max_removal_fraction` of the allow list is recorded as `held` and changes nothing until it
-is run again with `force=True`. Manual overrides live in their own table: syncs never touch
-them.
+`max_removal_fraction` of the allow list or of the deny list (or that would empty either
+because the source returned none) is recorded as `held` and changes nothing until it is run
+again with `force=True`; `fedibot doctor` shows a held last sync. Manual overrides live in
+their own table: syncs never touch them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -137,8 +139,11 @@ def _apply(
         row[0]: (row[1], row[2])
         for row in conn.execute(select(entries_t.c.domain, entries_t.c.list, raw))
     }
-    allow_now = {d for d, (lst, _) in current.items() if lst == "allow"}
-    deny_now = {d for d, (lst, _) in current.items() if lst == "deny"}
+    # One normal form (the IDNA A-label) on both sides: a name stored by an older sync in
+    # its Unicode spelling counts as its A-label (and is rewritten below).
+    result = _normalized(result)
+    allow_now = {_normal(d) for d, (lst, _) in current.items() if lst == "allow"}
+    deny_now = {_normal(d) for d, (lst, _) in current.items() if lst == "deny"}
     plan = plan_sync(
         allow_now, deny_now, result, max_removal_fraction=max_removal_fraction, force=force
     )
@@ -208,6 +213,35 @@ def _apply(
     return status, summary, run_id, len(refreshed)
 
 
+def _normal(domain: str) -> str:
+    try:
+        return allowlist.normalize_domain(domain)
+    except ValueError:
+        return domain
+
+
+def _normalized(result: TrustResult) -> TrustResult:
+    """`result` with every domain in the normal form (entries whose name is no domain at all
+    are dropped: no requester can ever come from them)."""
+
+    def clean(decisions: Any) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for domain, decision in decisions.items():
+            try:
+                normal = allowlist.normalize_domain(domain)
+            except ValueError:
+                log.warning("Fediseer sync: %r is not a domain name; left out", domain[:100])
+                continue
+            out[normal] = (
+                decision
+                if decision.domain == normal
+                else dataclasses.replace(decision, domain=normal)
+            )
+        return out
+
+    return dataclasses.replace(result, allow=clean(result.allow), deny=clean(result.deny))
+
+
 def _describe(exc: BaseException) -> str:
     code = getattr(exc, "code", None)
     text_ = str(exc) or type(exc).__name__
@@ -261,6 +295,12 @@ async def sync_fediseer(
         log.warning("Fediseer sync held: %s", summary.get("held_reason"))
     error = summary.get("held_reason") if status == "held" else None
     return SyncOutcome(status, summary, error, run_id, started, finished, refreshed)
+
+
+def last_sync_run(conn: Connection) -> SyncRunRecord | None:
+    """The newest sync attempt (for `fedibot doctor`), or None."""
+    row = conn.execute(select(runs_t).order_by(runs_t.c.id.desc()).limit(1)).first()
+    return None if row is None else SyncRunRecord(**row._mapping)
 
 
 async def sync_history(db: Database, limit: int = 20) -> list[SyncRunRecord]:

@@ -4,7 +4,10 @@ Checked at ingest and again just before replying. The instance lists and bans ar
 memory (the hot path does no SQL for them) and reloaded when this process changed them
 (`fedibot.moderation.allowlist.version()`) or, every `refresh_seconds`, when the audit log's
 change stamp moved (another process changed them). Quotas are counted from the `jobs` table
-in sliding windows, accepted jobs only (refusals are stored as `rejected` and never count).
+in sliding windows: accepted jobs, except the requests-per-hour limit of a user, which also
+counts that user's refused requests (`rejected`), so a flood of bad or over-quota mentions
+keeps its sender out. Refusal replies are limited to one per requester per
+`refusal_reply_window_minutes` (`may_reply_to_refusal`).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from fedibot.config.policy import PolicyConfig, QuotaConfig
 from fedibot.moderation import allowlist
 from fedibot.moderation.prompt_filter import PromptFilter
 from fedibot.storage.database import Database
-from fedibot.storage.models import Job, JobState
+from fedibot.storage.models import Job, JobState, ReplyState
 
 jobs = Job.__table__
 HOUR = 3600.0
@@ -103,10 +106,13 @@ def _fmt_reset(reset_at: float, now: float) -> str:
     return f"{shown:%H:%M} UTC{day} (in {wait})"
 
 
-def _nth_oldest(conn: Connection, where: Any, since: float, offset: int) -> float | None:
+def _nth_oldest(
+    conn: Connection, where: Any, since: float, offset: int, *, refused_count: bool = False
+) -> float | None:
+    counted = jobs.c.kind == "mention" if refused_count else jobs.c.state != JobState.REJECTED
     row = conn.execute(
         select(jobs.c.created_at)
-        .where(where, jobs.c.created_at > since, jobs.c.state != JobState.REJECTED)
+        .where(where, jobs.c.created_at > since, counted)
         .order_by(jobs.c.created_at)
         .offset(max(0, offset))
         .limit(1)
@@ -115,21 +121,36 @@ def _nth_oldest(conn: Connection, where: Any, since: float, offset: int) -> floa
 
 
 def quota_lines(
-    conn: Connection, cfg: QuotaConfig, acct: str, domain: str, now: float, images: int = 1
+    conn: Connection,
+    cfg: QuotaConfig,
+    acct: str,
+    domain: str,
+    now: float,
+    images: int = 1,
+    exclude_job_id: int | None = None,
 ) -> list[QuotaLine]:
-    """Usage of every limit for `acct` (on `domain`), as if asking for `images` more."""
-    # Image requests that were accepted: refusals, help and delete replies do not count.
+    """Usage of every limit for `acct` (on `domain`), as if asking for `images` more.
+    `exclude_job_id` leaves one job out (an edited request is checked as if asked anew)."""
+    # Image requests that were accepted: refusals, help and delete replies do not count...
     accepted = and_(jobs.c.state != JobState.REJECTED, jobs.c.kind == "mention")
+    if exclude_job_id is not None:
+        accepted = and_(accepted, jobs.c.id != exclude_job_id)
     hour_ago, day_ago = now - HOUR, now - DAY
     is_user = jobs.c.requester == acct
+    if exclude_job_id is not None:
+        is_user = and_(is_user, jobs.c.id != exclude_job_id)
     is_instance = jobs.c.requester_domain == domain
     in_hour = func.coalesce(func.sum(case((jobs.c.created_at > hour_ago, 1), else_=0)), 0)
 
-    user_day, user_hour, user_images = conn.execute(
-        select(func.count(), in_hour, func.coalesce(func.sum(jobs.c.n), 0)).where(
+    user_day, user_images = conn.execute(
+        select(func.count(), func.coalesce(func.sum(jobs.c.n), 0)).where(
             is_user, accepted, jobs.c.created_at > day_ago
         )
     ).one()
+    # ...except in a user's requests per hour: refused requests count there too.
+    user_hour = conn.execute(
+        select(func.count()).where(is_user, jobs.c.kind == "mention", jobs.c.created_at > hour_ago)
+    ).scalar_one()
     in_flight = conn.execute(
         select(func.count()).where(is_user, jobs.c.state.in_(IN_FLIGHT_STATES))
     ).scalar_one()
@@ -140,18 +161,25 @@ def quota_lines(
     lines: list[QuotaLine] = []
 
     def requests(
-        name: str, scope: Literal["user", "instance"], used: int, window: float, where: Any
+        name: str,
+        scope: Literal["user", "instance"],
+        used: int,
+        window: float,
+        where: Any,
+        refused_count: bool = False,
     ) -> None:
         limit = getattr(cfg, name)
         label = "requests per hour" if window == HOUR else "requests per day"
         exceeded = bool(limit) and used >= limit
         reset = None
         if exceeded:
-            oldest = _nth_oldest(conn, where, now - window, used - limit)
+            oldest = _nth_oldest(
+                conn, where, now - window, used - limit, refused_count=refused_count
+            )
             reset = None if oldest is None else oldest + window
         lines.append(QuotaLine(name, scope, label, int(used), limit, window, exceeded, reset))
 
-    requests("user_requests_per_hour", "user", user_hour, HOUR, is_user)
+    requests("user_requests_per_hour", "user", user_hour, HOUR, is_user, refused_count=True)
     requests("user_requests_per_day", "user", user_day, DAY, is_user)
 
     limit = cfg.user_images_per_day
@@ -255,10 +283,12 @@ class Policy:
         self.cfg = policy_cfg
         self.quotas = quota_cfg
         self.prompt_filter = prompt_filter
-        self.own_domains = frozenset(d.lower() for d in own_domains)
+        self.own_domains = frozenset(_domain_key(d) for d in own_domains)
         self.clock = clock
         self.refresh_seconds = refresh_seconds
-        self._exempt = frozenset(_acct_key(a) for a in quota_cfg.exempt)
+        self._exempt = frozenset(_acct_key(a) for a in quota_cfg.exempt) | frozenset(
+            _normal_acct(a) for a in quota_cfg.exempt
+        )
         self._lists: _Lists | None = None
         self._lists_version = -1
         self._checked_at = 0.0
@@ -337,16 +367,25 @@ class Policy:
         return await self.db.run(quota_lines, self.quotas, acct_key, domain, self.clock(), images)
 
     def is_exempt(self, acct: str) -> bool:
-        return _acct_key(acct) in self._exempt
+        return _acct_key(acct) in self._exempt or _normal_acct(acct) in self._exempt
 
-    async def check_quota(self, author: Account, images: int = 1) -> Decision:
+    async def check_quota(
+        self, author: Account, images: int = 1, *, exclude_job_id: int | None = None
+    ) -> Decision:
         """Refuse when one more request (of `images` images) would break a limit; the message
-        names the latest reset among the broken limits (when the user can really ask again)."""
+        names the latest reset among the broken limits (when the user can really ask again).
+        `exclude_job_id`: check an edited request as if it were asked anew."""
         if self.is_exempt(author.acct):
             return ALLOWED
         now = self.clock()
         lines = await self.db.run(
-            quota_lines, self.quotas, _acct_key(author.acct), author.domain, now, images
+            quota_lines,
+            self.quotas,
+            _acct_key(author.acct),
+            author.domain,
+            now,
+            images,
+            exclude_job_id,
         )
         broken = [line for line in lines if line.exceeded]
         if not broken:
@@ -360,6 +399,30 @@ class Policy:
             f"quota: {reason}",
             worst.reset_at,
         )
+
+    async def may_reply_to_refusal(self, acct: str) -> bool:
+        """False when `acct` already got a refusal reply (or has one on its way) within
+        `refusal_reply_window_minutes`: one reply per window, the rest are recorded only."""
+        window = self.cfg.refusal_reply_window_minutes * 60
+        if window <= 0:
+            return True
+        since = self.clock() - window
+        requester = _acct_key(acct)
+
+        def body(conn: Connection) -> bool:
+            row = conn.execute(
+                select(jobs.c.id)
+                .where(
+                    jobs.c.requester == requester,
+                    jobs.c.created_at > since,
+                    jobs.c.state == JobState.REJECTED,
+                    jobs.c.reply_state != ReplyState.NONE,
+                )
+                .limit(1)
+            ).first()
+            return row is None
+
+        return await self.db.run(body)
 
     async def check(
         self, author: Account, prompt: str, negative: str = "", images: int = 1
@@ -380,6 +443,21 @@ class Policy:
 
 def _acct_key(acct: str) -> str:
     return acct.strip().lstrip("@").lower()
+
+
+def _normal_acct(acct: str) -> str:
+    """user@domain with the domain in the normal form (IDNA A-label)."""
+    try:
+        return allowlist.normalize_acct(acct)
+    except ValueError:
+        return _acct_key(acct)
+
+
+def _domain_key(domain: str) -> str:
+    try:
+        return allowlist.normalize_domain(domain)
+    except ValueError:
+        return domain.strip().lower()
 
 
 def blur_image(path: str | Path, radius: float | None = None) -> Path:

@@ -89,4 +89,14 @@ def config_secrets(config) -> list[str]:  # type: ignore[no-untyped-def]
                 walk(item)
 
     walk(config)
+    database = getattr(config, "database", None)
+    if database is not None:  # the password in database.url
+        from sqlalchemy.engine import make_url
+
+        try:
+            password = make_url(database.url).password
+        except Exception:
+            password = None
+        if password:
+            found.append(str(password))
     return found

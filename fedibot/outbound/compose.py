@@ -27,10 +27,11 @@ ERROR_SENTENCES = {
     "not_allowed": "Only the person who asked for these images can do that.",
     "not_a_result": "'again' and 'delete' work as replies to one of my images.",
     "internal_error": "Sorry, something went wrong on my side. The admin can see what.",
+    "withheld": "Sorry, I can't send the picture for this request. Please ask for something else.",
 }
 
 # Codes whose stored message is a generator internal (exception text, file paths).
-INTERNAL_ERROR_CODES = {"generation_failed", "model_unavailable", "safety_failed"}
+INTERNAL_ERROR_CODES = {"generation_failed", "model_unavailable", "safety_failed", "withheld"}
 
 ZWSP = "\u200b"
 _TAGGABLE = re.compile(r"[@#](?=\w)")

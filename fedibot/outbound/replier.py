@@ -20,6 +20,7 @@ from federation.errors import PermanentError, RemoteGone, TransientError
 from federation.types import OutgoingPost, PostResult, Visibility
 from fedibot.config.loader import FedibotConfig
 from fedibot.intake.mention_codec import mention_from_dict
+from fedibot.moderation.output_check import withhold_reason
 from fedibot.moderation.policy import Policy
 from fedibot.ops import metrics
 from fedibot.outbound.compose import compose_error, compose_result, compose_text
@@ -66,7 +67,7 @@ class Replier:
         queue.add_listener(self._on_change)
 
     def _on_change(self, state: str) -> None:
-        if state in (JobState.GENERATED, JobState.REJECTED, JobState.FAILED):
+        if state in (JobState.GENERATED, JobState.REJECTED, JobState.FAILED, JobState.WITHHELD):
             self._wake.set()
 
     def request_stop(self) -> None:
@@ -178,15 +179,28 @@ class Replier:
                 remote.url if remote else None,
             )
 
+    async def _withheld(self, row: Any, images: list[Any]) -> bool:
+        """The output rule for requests naming a minor: True when the job was withheld."""
+        reason = withhold_reason(
+            row.prompt, row.negative_prompt, images, self.config.policy.minor_exposure_threshold
+        )
+        if reason is None:
+            return False
+        log.warning("job %s withheld: %s", row.id, reason)
+        await self.queue.withhold(self.worker_id, row.id, reason, reply=row.kind == "mention")
+        return True
+
     async def _deliver(self, row: Any, adapter: Adapter) -> PostResult | Skipped | None:
         if row.kind == "campaign":
             if self.campaign_poster is None:
                 raise TransientError("campaigns are not running in this process", 60)
             images = await self.queue.images(row.id)
+            if await self._withheld(row, images):
+                return Skipped("withheld")
             return await self.campaign_poster(row, images, adapter)
         mention = mention_from_dict(row.request)
         escape = adapter.escape_text
-        if row.state != JobState.REPLYING:  # an error reply for a rejected/failed job
+        if row.state != JobState.REPLYING:  # an error reply for a rejected/failed/withheld job
             post = compose_error(row, mention, escape=escape)
             return await self._post(adapter, post, row, PostKind.ERROR)
         if row.kind == "help":
@@ -206,6 +220,8 @@ class Replier:
         if not await adapter.request_exists(mention):
             raise RemoteGone(f"request {mention.remote_id} was deleted before the reply")
         images = await self.queue.images(row.id)
+        if await self._withheld(row, images):
+            return Skipped("withheld")
         post = compose_result(row, images, mention, self.config, blur=self._blur, escape=escape)
         return await self._post(adapter, post, row, PostKind.RESULT)
 

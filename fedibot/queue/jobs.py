@@ -469,7 +469,8 @@ class JobQueue:
     ) -> list[Row[Any]]:
         lease = {"lease_owner": worker_id, "lease_expires_at": now + lease_seconds}
         error_reply_due = and_(
-            REPLY_PENDING, jobs.c.state.in_((JobState.REJECTED, JobState.FAILED))
+            REPLY_PENDING,
+            jobs.c.state.in_((JobState.REJECTED, JobState.FAILED, JobState.WITHHELD)),
         )
         out: list[Row[Any]] = []
         for where, values in (
@@ -591,6 +592,38 @@ class JobQueue:
             return None
         self._transition(job_id, moved[0], moved[1], code)
         return moved[1]
+
+    async def withhold(self, worker_id: str, job_id: int, reason: str, *, reply: bool) -> bool:
+        """replying → withheld: the output check keeps the images back for good (they stay
+        on disk for the operator). With `reply`, a neutral error reply is queued."""
+        now = self._now()
+
+        def _withhold(conn: Connection) -> int:
+            return conn.execute(
+                update(jobs)
+                .where(
+                    jobs.c.id == job_id,
+                    jobs.c.state == JobState.REPLYING,
+                    jobs.c.lease_owner == worker_id,
+                )
+                .values(
+                    state=JobState.WITHHELD,
+                    error_code="withheld",
+                    error_message=reason,
+                    reply_state=ReplyState.PENDING if reply else ReplyState.NONE,
+                    reply_attempts=0,
+                    not_before=0.0,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    finished_at=now,
+                    updated_at=now,
+                )
+            ).rowcount
+
+        moved = bool(await self.db.run(_withhold))
+        if moved:
+            self._transition(job_id, JobState.REPLYING, JobState.WITHHELD, reason)
+        return moved
 
     # ------------------------------------------------------------------ admin
     async def cancel(self, job_id: int, reason: str = "cancelled") -> bool:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import re
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -37,8 +38,31 @@ _DRIVER_ALIASES = {
 SUPPORTED = ("sqlite:///PATH", "postgresql://USER@HOST:PORT/DB")
 
 
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][\w+.-]*://[^:/@\s]*:|^[^@/\s]*:)[^@\s]*@")
+_URL_PASSWORD_ANYWHERE = re.compile(r"(?P<head>://[^:/@\s]*:)[^@\s]*@")
+
+
+def mask_url(url: str) -> str:
+    """A database URL with its password as `***`, also for URLs that do not parse: the one
+    function every log line, error, `doctor` and CLI output uses to show a database URL."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # unparseable: mask whatever sits between `user:` and `@`
+        return _URL_PASSWORD.sub(lambda m: m.group("head") + "***@", url)
+
+
+def mask_url_passwords(text: str) -> str:
+    """`text` with the password of every URL in it masked (for error messages)."""
+    return _URL_PASSWORD_ANYWHERE.sub(lambda m: m.group("head") + "***@", text)
+
+
 def normalize_url(url: str) -> URL:
-    parsed = make_url(url)
+    """The URL with our driver; ValueError (naming no password) when it is not one we take."""
+    try:
+        parsed = make_url(url)
+        parsed.port  # noqa: B018 (a port that is not a number fails here)
+    except Exception:
+        raise ValueError(f"is not a valid database URL: use {' or '.join(SUPPORTED)}") from None
     driver = _DRIVER_ALIASES.get(parsed.drivername, parsed.drivername)
     if driver not in ("sqlite+pysqlite", "postgresql+psycopg2"):
         raise ValueError(
@@ -78,7 +102,7 @@ class Database:
     @property
     def display_url(self) -> str:
         """The URL without its password, for logs and `doctor`."""
-        return self.url.render_as_string(hide_password=True)
+        return mask_url(self.url.render_as_string(hide_password=False))
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()

@@ -41,9 +41,23 @@ class JobState:
     REJECTED = "rejected"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    # The output check kept the images back (a request naming a minor, see
+    # fedibot.moderation.output_check): never posted, kept for the operator to review.
+    WITHHELD = "withheld"
 
-    ALL = (RECEIVED, QUEUED, GENERATING, GENERATED, REPLYING, DONE, REJECTED, FAILED, CANCELLED)
-    TERMINAL = (DONE, REJECTED, FAILED, CANCELLED)
+    ALL = (
+        RECEIVED,
+        QUEUED,
+        GENERATING,
+        GENERATED,
+        REPLYING,
+        DONE,
+        REJECTED,
+        FAILED,
+        CANCELLED,
+        WITHHELD,
+    )
+    TERMINAL = (DONE, REJECTED, FAILED, CANCELLED, WITHHELD)
 
 
 class ReplyState:

@@ -9,7 +9,8 @@ import pytest
 from federation.markdown_safe import escape as escape_markdown
 from federation.types import Account, Mention, Visibility
 from fedibot.config.loader import parse_config
-from fedibot.intake.ingest import Ingest, asks_private
+from fedibot.intake.grammar import wants_private
+from fedibot.intake.ingest import Ingest
 from fedibot.moderation.policy import Policy
 from fedibot.moderation.prompt_filter import PromptFilter
 from fedibot.outbound.compose import compose_error
@@ -84,7 +85,7 @@ async def test_private_flag_keeps_a_refusal_private_too(ingest):
     assert job.state == JobState.REJECTED and job.error_code == "bad_option"
     assert job.visibility == "direct" and job.reply_state == "pending"
     assert "1-50" in job.error_message  # the allowed range of the model
-    assert asks_private("help —private") and not asks_private("privateer ship")
+    assert wants_private("help —private") and not wants_private("privateer ship")
 
 
 async def test_again_by_someone_else_is_refused(ingest):

@@ -65,7 +65,8 @@ def test_first_sync_onto_empty_lists_is_not_held() -> None:
 
 def test_moving_a_domain_from_allow_to_deny() -> None:
     new = result(CURRENT - {"i5.example"}, {"i5.example"})
-    plan = plan_sync(CURRENT, {"old.example"}, new, max_removal_fraction=0.3)
+    # 1.0: the one denied instance leaving would be 100% of the deny list (held otherwise)
+    plan = plan_sync(CURRENT, {"old.example"}, new, max_removal_fraction=1.0)
     assert plan.removed_allow == ("i5.example",) and plan.added_deny == ("i5.example",)
     assert plan.removed_deny == ("old.example",)
     allow, deny = plan.apply_to(CURRENT, {"old.example"})

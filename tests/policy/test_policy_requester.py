@@ -144,5 +144,5 @@ async def test_check_runs_requester_then_prompt_then_quota(sqlite_db) -> None:
 
 
 async def test_flagged_action_comes_from_config(sqlite_db) -> None:
-    assert make_policy(sqlite_db).flagged_action() == "sensitive"
+    assert make_policy(sqlite_db).flagged_action() == "blur"  # never posted openly by default
     assert make_policy(sqlite_db, flagged_images="withhold").flagged_action() == "withhold"
