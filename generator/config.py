@@ -57,6 +57,9 @@ class ModelPreset(BaseModel):
     max_steps: int = Field(50, ge=1, le=200)
     min_guidance: float = Field(0.0, ge=0.0, le=30.0)
     max_guidance: float = Field(20.0, ge=0.0, le=30.0)
+    strength: float = Field(
+        0.6, gt=0.0, le=1.0, description="default image-to-image strength (1: ignore the picture)"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelPreset:
