@@ -101,6 +101,13 @@ def build_tiny_controlnet(folder: Path) -> None:
             conditioning_embedding_out_channels=(8, 8, 8, 8),  # 8x down, like the VAE
             norm_num_groups=8,
         )
+        # ControlNet's output convolutions start at zero (it adds nothing until trained);
+        # give them random weights so the conditioning picture really changes the result
+        import torch
+
+        with torch.no_grad():
+            for conv in [*net.controlnet_down_blocks, net.controlnet_mid_block]:
+                conv.weight.normal_(0.0, 0.5)
     net.save_pretrained(str(folder))
 
 
