@@ -311,6 +311,7 @@ def _register_optional_groups() -> None:
     for name in ("allowlist", "fediseer", "users", "quota", "audit"):
         main.add_command(getattr(cli_moderation, name))
     main.add_command(campaigns)
+    main.add_command(__import__("generator.cli_models", fromlist=["models"]).models)
 
 
 _register_optional_groups()
