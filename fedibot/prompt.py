@@ -152,9 +152,7 @@ _DASH_OPTION = re.compile(
     r"(?<!\S)(?:[—–―−‒]|[-—–―−‒]{2})(?=(?:" + "|".join(_OPTION_NAMES) + r")(?![A-Za-z]))",
     re.IGNORECASE,
 )
-_MARKER = re.compile(
-    r"(?<!\S)--(?P<name>[A-Za-z]+(?:-[A-Za-z]+)*)(?P<eq>\s*=)?|(?P<hashes>#{3,})"
-)
+_MARKER = re.compile(r"(?<!\S)--(?P<name>[A-Za-z]+(?:-[A-Za-z]+)*)(?P<eq>\s*=)?|(?P<hashes>#{3,})")
 _QUOTES = {
     '"': '"”“',
     "“": '”“"',

@@ -110,11 +110,15 @@ class LoadedModel:
                 )
             local = Path(source).expanduser().is_dir()
             try:
-                net = getattr(diffusers, net_cls).from_pretrained(
-                    str(Path(source).expanduser()) if local else source,
-                    local_files_only=local or hub_offline(),
-                    **{_dtype_kwarg(): self.dtype},
-                ).to(self.device)
+                net = (
+                    getattr(diffusers, net_cls)
+                    .from_pretrained(
+                        str(Path(source).expanduser()) if local else source,
+                        local_files_only=local or hub_offline(),
+                        **{_dtype_kwarg(): self.dtype},
+                    )
+                    .to(self.device)
+                )
             except Exception as exc:
                 raise GenerationError(
                     MODEL_UNAVAILABLE,

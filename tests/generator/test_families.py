@@ -66,9 +66,7 @@ def test_family_writes_png_metadata(family_service: GeneratorService, kind: str)
 
 
 @pytest.mark.parametrize("kind", FAMILY_KINDS)
-def test_family_out_of_memory_splits_the_batch(
-    family_service: GeneratorService, kind: str
-) -> None:
+def test_family_out_of_memory_splits_the_batch(family_service: GeneratorService, kind: str) -> None:
     cfg = family_service.config
     loaded = family_service.backend.load(kind)
     reqs = [req(i, kind, [100 + i], cfg) for i in range(4)]

@@ -108,7 +108,9 @@ def test_bad_strength_is_refused(
 def test_unreadable_picture_is_bad_option(service: GeneratorService, tmp_path: Path) -> None:
     bad = tmp_path / "x.png"
     bad.write_bytes(b"not a picture")
-    err, ok = service.backend.generate([req(1, [1], init_image=str(bad), strength=0.5), req(2, [1])])
+    err, ok = service.backend.generate(
+        [req(1, [1], init_image=str(bad), strength=0.5), req(2, [1])]
+    )
     assert isinstance(err, GenerationError) and err.code == "bad_option"
     assert "could not be read" in err.message
     assert isinstance(ok, RequestImages)
@@ -179,9 +181,7 @@ def test_qr_is_blended_only_as_strongly_as_needed(service: GeneratorService) -> 
 
 
 def test_qr_that_never_scans_is_qr_unreadable(tiny_data_dir: Path) -> None:
-    cfg = make_config(
-        tiny_data_dir, qr=QrConfig(blend_start=0.02, blend_step=0.02, blend_max=0.06)
-    )
+    cfg = make_config(tiny_data_dir, qr=QrConfig(blend_start=0.02, blend_step=0.02, blend_max=0.06))
     svc = GeneratorService(cfg)
     try:
         (err,) = svc.generate([req(1, [4], qr=URL, width=128, height=128, steps=2)])
