@@ -180,7 +180,7 @@ def kind_from_name(source: str) -> str | None:
 def preset_for(kind: str | None, source: str) -> str:
     """The built-in preset for a kind and source name (turbo / schnell variants by name)."""
     text = source.lower()
-    if kind is None:
+    if kind not in FAMILIES:  # None, or a wrong kind the config validation reports
         return "sd15"
     if kind == "flux":
         return "flux-schnell" if "schnell" in text else "flux-dev"
