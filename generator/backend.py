@@ -266,7 +266,8 @@ class DiffusersBackend:
             controlled = loaded.controlnet_pipe()
             if controlled is not None:
                 pipe = controlled
-                key = "control_image" if "control_image" in parameters(type(pipe)) else "image"
+                names = parameters(type(pipe)) or frozenset()
+                key = "control_image" if "control_image" in names else "image"
                 extra[key] = [prepared.control[it.req] for it in items]
                 extra["controlnet_conditioning_scale"] = loaded.config.qr_controlnet_scale
         progress.batch_started(loaded.name, len(items), total)
@@ -319,8 +320,7 @@ def _read_picture(path: str, width: int, height: int) -> Any:
 
     try:
         with Image.open(path) as img:
-            img = ImageOps.exif_transpose(img)
-            rgb = img.convert("RGB")
+            rgb = ImageOps.exif_transpose(img).convert("RGB")
     except (OSError, UnidentifiedImageError, ValueError) as exc:
         raise GenerationError(
             BAD_OPTION, f"the picture to start from could not be read: {_one_line(exc)}"

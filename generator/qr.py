@@ -123,7 +123,8 @@ def decode(image: Image.Image) -> list[str]:
 def _zxing(image: Image.Image) -> list[str]:
     import zxingcpp
 
-    found = zxingcpp.read_barcodes(image.convert("L"), formats=zxingcpp.BarcodeFormat.QRCode)
+    formats: Any = zxingcpp.BarcodeFormat.QRCode
+    found = zxingcpp.read_barcodes(image.convert("L"), formats=formats)
     return [b.text for b in found if b.valid]
 
 

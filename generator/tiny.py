@@ -91,7 +91,7 @@ def build_tiny_controlnet(folder: Path) -> None:
     from diffusers import ControlNetModel
 
     with _seeded():
-        net = ControlNetModel(
+        net: Any = ControlNetModel(
             block_out_channels=(32, 64),
             layers_per_block=1,
             in_channels=4,
@@ -123,9 +123,10 @@ def clip_tokenizer(max_length: int = 77) -> Any:
     merges += [(a, b + "</w>") for a in _LETTERS for b in _LETTERS]
     vocab = chars + [c + "</w>" for c in chars] + ["".join(m) for m in merges]
     vocab += ["<|startoftext|>", "<|endoftext|>"]
+    merge_pairs: Any = merges  # the tokenizers backend takes (left, right) pairs
     return CLIPTokenizer(
         vocab={tok: i for i, tok in enumerate(vocab)},
-        merges=merges,
+        merges=merge_pairs,
         pad_token="<|endoftext|>",
         model_max_length=max_length,
     )
@@ -133,7 +134,7 @@ def clip_tokenizer(max_length: int = 77) -> Any:
 
 def t5_tokenizer() -> Any:
     """A Unigram T5 tokenizer over printable ASCII and '▁'+letter pieces."""
-    from transformers import T5TokenizerFast
+    from transformers import T5TokenizerFast  # type: ignore[attr-defined]
 
     pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -2.0)]
     pieces += [(c, -3.0) for c in string.printable.strip()]
@@ -201,7 +202,7 @@ def _t5_text(tokenizer: Any) -> Any:
             relative_attention_num_buckets=8,
             pad_token_id=tokenizer.pad_token_id,
             eos_token_id=tokenizer.eos_token_id,
-            decoder_start_token_id=0,
+            decoder_start_token_id=0,  # type: ignore[call-arg]
         )
     )
 
@@ -409,7 +410,7 @@ def _sana(sprint: bool) -> Any:
             num_key_value_heads=2,
             vocab_size=len(tokenizer),
             pad_token_id=tokenizer.pad_token_id,
-            attn_implementation="eager",
+            attn_implementation="eager",  # type: ignore[call-arg]
         )
     )
     if sprint:
