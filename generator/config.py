@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from generator.families import (
+    PRESETS,
+    TINY_SOURCE,
+    DetectionError,
+    Kind,
+    detect_local_kind,
+    kind_from_name,
+    preset_for,
+)
 from generator.horde.config import HordeConfig
 
-Kind = Literal["sd15", "sd2", "sdxl", "tiny"]
 Backend = Literal["local", "horde", "local+horde"]
+
+__all__ = ["TINY_SOURCE", "GeneratorConfig", "Kind", "ModelConfig", "ModelPreset"]
 SchedulerName = Literal[
     "default",
     "euler",
@@ -24,7 +34,6 @@ SchedulerName = Literal[
     "unipc",
     "lcm",
 ]
-TINY_SOURCE = "builtin:tiny"
 
 NUDENET_EXPLICIT = [
     "FEMALE_GENITALIA_EXPOSED",
@@ -51,6 +60,9 @@ class ModelPreset(BaseModel):
     max_steps: int = Field(50, ge=1, le=200)
     min_guidance: float = Field(0.0, ge=0.0, le=30.0)
     max_guidance: float = Field(20.0, ge=0.0, le=30.0)
+    strength: float = Field(
+        0.6, gt=0.0, le=1.0, description="default image-to-image strength (1: ignore the picture)"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelPreset:
@@ -80,6 +92,13 @@ class ModelOptions(BaseModel):
     )
     attention_slicing: bool = False
     vae_slicing: bool = False
+    max_sequence_length: int | None = Field(
+        None,
+        ge=8,
+        le=1024,
+        description="text tokens for T5/Gemma encoders (FLUX, SD3, SANA, PixArt); None: the "
+        "pipeline's default",
+    )
 
 
 class ModelConfig(BaseModel):
@@ -93,32 +112,64 @@ class ModelConfig(BaseModel):
         description="HF repo id, local diffusers folder, single-file .safetensors/.ckpt path, "
         f"or {TINY_SOURCE!r}",
     )
-    kind: Kind = "sd15"
+    kind: Kind | None = Field(
+        None,
+        description="model family; None: read from the model's model_index.json (folders, "
+        "repos) or the checkpoint's tensors (.safetensors) when it is loaded",
+    )
+    base_preset: str | None = Field(
+        None,
+        description=f"built-in preset the `preset` table overrides, one of {sorted(PRESETS)}; "
+        "None: chosen from the family and the source name (turbo, schnell)",
+    )
     variant: str | None = Field(None, description="weights variant to load, e.g. 'fp16'")
     single_file_config: str | None = Field(
         None, description="for single-file checkpoints: local folder or repo id with the configs"
     )
     preset: ModelPreset = Field(default_factory=ModelPreset)
     options: ModelOptions = Field(default_factory=ModelOptions)
+    qr_controlnet: str | None = Field(
+        None,
+        description="repo id or local folder of a QR-code ControlNet for this model's family; "
+        "None: QR codes are blended into the finished image",
+    )
+    qr_controlnet_scale: float = Field(1.3, ge=0.0, le=5.0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset_from_family(cls, data: Any) -> Any:
+        """The preset is the family's built-in one overlaid with what the config sets."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        source = str(data.get("source") or "")
+        name = data.get("base_preset") or preset_for(guess_kind(source, data.get("kind")), source)
+        if name not in PRESETS:
+            raise ValueError(f"base_preset {name!r} is not one of {sorted(PRESETS)}")
+        user = data.get("preset")
+        if isinstance(user, ModelPreset):
+            user = user.model_dump(exclude_unset=True)
+        data["preset"] = {**PRESETS[name], **(user or {})}
+        data["base_preset"] = name
+        return data
+
+
+def guess_kind(source: str, kind: str | None = None) -> str | None:
+    """The explicit kind, else what local files say, else a guess from the name (no torch)."""
+    if kind:
+        return kind
+    if source == TINY_SOURCE:
+        return "tiny"
+    try:
+        found = detect_local_kind(source)
+    except (OSError, ValueError, DetectionError):
+        found = None
+    return found or kind_from_name(source)
 
 
 def tiny_model_config() -> ModelConfig:
     """The built-in random-weight model used by tests and the offline smoke run."""
-    return ModelConfig(
-        source=TINY_SOURCE,
-        kind="tiny",
-        preset=ModelPreset(
-            steps=4,
-            guidance=5.0,
-            scheduler="euler",
-            width=64,
-            height=64,
-            max_width=256,
-            max_height=256,
-            min_steps=1,
-            max_steps=50,
-        ),
-    )
+    return ModelConfig(source=TINY_SOURCE, kind="tiny")
 
 
 class SafetyConfig(BaseModel):
@@ -139,6 +190,19 @@ class SafetyConfig(BaseModel):
     )
 
 
+class QrConfig(BaseModel):
+    """QR-code art: how hard the code may be blended in before giving up (`qr_unreadable`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    blend_start: float = Field(0.35, gt=0.0, le=1.0, description="first blend strength")
+    blend_step: float = Field(0.1, gt=0.0, le=1.0, description="added after each failed scan")
+    blend_max: float = Field(
+        0.95, gt=0.0, le=1.0, description="strongest blend tried (1.0: a plain code)"
+    )
+    max_chars: int = Field(300, ge=1, le=1200, description="longest QR text accepted")
+
+
 class GeneratorConfig(BaseModel):
     """The `[generator]` section."""
 
@@ -146,8 +210,15 @@ class GeneratorConfig(BaseModel):
 
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
-    default_model: str = Field("tiny", min_length=1)
-    models: dict[str, ModelConfig] = Field(default_factory=lambda: {"tiny": tiny_model_config()})
+    default_model: str = Field(
+        "", description="a name from `models`; empty: the first configured model"
+    )
+    models: dict[str, ModelConfig] = Field(
+        default_factory=lambda: {"tiny": tiny_model_config()},
+        min_length=1,
+        description="short name → model; with none configured only the built-in `tiny` test "
+        "model exists (for `fedibot try` and tests); it is never added to a configured list",
+    )
     cpu_threads: int | None = Field(
         None,
         ge=1,
@@ -161,6 +232,7 @@ class GeneratorConfig(BaseModel):
     heartbeat_seconds: float = Field(30.0, gt=0)
     idle_poll_seconds: float = Field(1.0, gt=0, description="wait between empty claims")
     data_dir: str = "data"
+    qr: QrConfig = Field(default_factory=lambda: QrConfig())
     safety: SafetyConfig = Field(default_factory=SafetyConfig)
     backend: Backend = Field(
         "local",
@@ -171,8 +243,8 @@ class GeneratorConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> GeneratorConfig:
-        if "tiny" not in self.models:
-            self.models = {"tiny": tiny_model_config(), **self.models}
+        if not self.default_model:
+            self.default_model = next(iter(self.models))
         if self.default_model not in self.models:
             raise ValueError(
                 f"default_model {self.default_model!r} is not one of the models: "

@@ -33,6 +33,8 @@ class Parameters:
     width: int
     height: int
     model: str
+    denoising_strength: float | None = None  # image-to-image (A1111's own key)
+    qr: str | None = None  # the text of a QR code in the image
 
     def to_text(self) -> str:
         pairs = [
@@ -43,6 +45,10 @@ class Parameters:
             ("Size", f"{self.width}x{self.height}"),
             ("Model", self.model),
         ]
+        if self.denoising_strength is not None:
+            pairs.append(("Denoising strength", _num(self.denoising_strength)))
+        if self.qr is not None:
+            pairs.append(("QR", self.qr))
         tail = ", ".join(f"{k}: {_quote(v)}" for k, v in pairs)
         return f"{self.prompt}\n{_NEG} {self.negative_prompt}\n{tail}"
 
@@ -75,6 +81,10 @@ def parse_parameters(text: str) -> Parameters:
             width=width,
             height=height,
             model=pairs.get("Model", ""),
+            denoising_strength=(
+                float(pairs["Denoising strength"]) if "Denoising strength" in pairs else None
+            ),
+            qr=pairs.get("QR"),
         )
     except (KeyError, ValueError) as exc:
         raise ValueError(f"not an A1111 parameters text: {exc}") from None

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from generator.config import GeneratorConfig
 from generator.pngmeta import Parameters, image_path, save_png
+from generator.qr import alt_text as qr_alt_text
 from generator.types import (
     SAFETY_FAILED,
     GeneratedImage,
@@ -117,7 +118,7 @@ class GeneratorService:
                 )
             params = Parameters(
                 prompt=req.prompt,
-                negative_prompt=req.negative_prompt,
+                negative_prompt=req.negative_prompt if out.negative_prompt_used else "",
                 steps=req.steps,
                 sampler=out.sampler,
                 cfg_scale=req.guidance,
@@ -125,9 +126,14 @@ class GeneratorService:
                 width=req.width,
                 height=req.height,
                 model=req.model,
+                denoising_strength=out.strength,
+                qr=req.qr,
             )
             path = save_png(image, image_path(self.config.data_dir, req.job_id, index), params)
-            images.append(GeneratedImage(Path(path), seed, req.width, req.height, safety, index))
+            alt = qr_alt_text(req.qr) if req.qr is not None else ""
+            images.append(
+                GeneratedImage(Path(path), seed, req.width, req.height, safety, index, alt)
+            )
         return JobResult(req.job_id, images, req.model, seconds)
 
     def close(self) -> None:

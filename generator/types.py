@@ -6,7 +6,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-BatchKey = tuple[str, int, int, int, float]
+# (model, width, height, steps, guidance, mode, strength): mode is "txt2img", "img2img" or
+# "qr"; strength is 0.0 unless mode is "img2img".
+BatchKey = tuple[str, int, int, int, float, str, float]
+QR_POSITIONS = ("center", "top-left", "top-right", "bottom-left", "bottom-right")
 
 # Stable error codes a requester may see.
 TOO_LARGE = "too_large"
@@ -15,6 +18,7 @@ MODEL_UNAVAILABLE = "model_unavailable"
 GENERATION_FAILED = "generation_failed"
 SAFETY_FAILED = "safety_failed"
 INTERRUPTED = "interrupted"
+QR_UNREADABLE = "qr_unreadable"
 
 
 @dataclass(frozen=True)
@@ -30,11 +34,34 @@ class GenerationRequest:
     height: int = 64
     steps: int = 4
     guidance: float = 5.0
+    # image-to-image: a local picture file (PNG/JPEG/WebP) the images start from, and how much
+    # of it is replaced (0 < strength <= 1; None: the model preset's `strength`)
+    init_image: str | None = None
+    strength: float | None = None
+    # QR-code art: the text the code holds, where it goes, pixels per module (None: auto)
+    qr: str | None = None
+    qr_position: str = "center"
+    qr_module: int | None = None
+
+    @property
+    def mode(self) -> str:
+        if self.init_image is not None:
+            return "img2img"
+        return "qr" if self.qr is not None else "txt2img"
 
     @property
     def batch_key(self) -> BatchKey:
         """Requests with equal keys can share one pipeline call."""
-        return (self.model, self.width, self.height, self.steps, float(self.guidance))
+        strength = float(self.strength or 0.0) if self.mode == "img2img" else 0.0
+        return (
+            self.model,
+            self.width,
+            self.height,
+            self.steps,
+            float(self.guidance),
+            self.mode,
+            strength,
+        )
 
     @property
     def n_images(self) -> int:
@@ -60,6 +87,7 @@ class GeneratedImage:
     height: int
     safety: SafetyResult
     index: int
+    alt_text: str = ""  # e.g. what a QR code in the image says, for the post's description
 
 
 @dataclass(frozen=True)

@@ -300,9 +300,11 @@ def _register_optional_groups() -> None:
     for name in ("allowlist", "fediseer", "users", "quota", "audit"):
         main.add_command(getattr(cli_moderation, name))
     main.add_command(campaigns)
+    from fedibot.cli.models import models
     from fedibot.moderation.guard.command import check_prompt
 
     main.add_command(check_prompt)
+    main.add_command(models)
 
 
 _register_optional_groups()

@@ -6,6 +6,8 @@ is the prompt; options may appear anywhere:
     --neg TEXT | ### TEXT   negative prompt (runs to the next option or the end)
     --n 1..max_n  --seed INT  --steps N  --cfg X  --size WxH | --ar W:H
     --model NAME  --style NAME  --private  --help
+    --qr TEXT  --qr-position center|top-left|top-right|bottom-left|bottom-right
+    --qr-module PIXELS  --strength 0..1 (image-to-image, with a picture)
 
 Variants people actually type are accepted: an em/en dash instead of `--` (phones turn `--`
 into `—`), `--n=2`, `--N 2`, `--n2`, quoted values ("..." '...' “...” «...»). `help` alone is
@@ -37,6 +39,9 @@ MAX_STEPS = 1000
 MAX_CFG = 100.0
 MAX_SIDE = 16384
 MAX_ASPECT = 10
+MAX_QR_CHARS = 500
+MAX_QR_MODULE = 64
+QR_POSITIONS = ("center", "top-left", "top-right", "bottom-left", "bottom-right")
 
 
 class PromptError(ValueError):
@@ -67,6 +72,10 @@ class ParsedRequest:
     model: str | None = None
     style: str | None = None
     private: bool = False
+    qr: str | None = None
+    qr_position: str | None = None
+    qr_module: int | None = None
+    strength: float | None = None
 
 
 @dataclass(frozen=True)
@@ -77,6 +86,7 @@ class PromptRules:
     max_prompt_chars: int = 1000
     models: tuple[str, ...] = ()
     styles: tuple[str, ...] = ()
+    unlisted_models: tuple[str, ...] = ()  # accepted but not offered in help (the test model)
     _model_index: dict[str, str] = field(init=False, repr=False, compare=False)
     _style_index: dict[str, str] = field(init=False, repr=False, compare=False)
 
@@ -93,6 +103,11 @@ class PromptRules:
             max_prompt_chars=config.max_prompt_chars,
             models=tuple(models),
             styles=tuple(config.styles),
+            unlisted_models=tuple(
+                name
+                for name, model in (models.items() if isinstance(models, Mapping) else ())
+                if getattr(model, "kind", None) == "tiny"
+            ),
         )
 
     def model_name(self, name: str) -> str | None:
@@ -125,14 +140,21 @@ _OPTION_NAMES = (
     "negative",
     "private",
     "help",
+    "qr-position",
+    "qr-module",
+    "qr",
+    "strength",
 )
-_VALUE_OPTIONS = frozenset({"n", "seed", "steps", "cfg", "size", "ar", "model", "style"})
+_VALUE_OPTIONS = frozenset(
+    {"n", "seed", "steps", "cfg", "size", "ar", "model", "style"}
+    | {"qr", "qr-position", "qr-module", "strength"}
+)
 # A dash character (or two) that a phone made out of `--`, before a known option name.
 _DASH_OPTION = re.compile(
     r"(?<!\S)(?:[—–―−‒]|[-—–―−‒]{2})(?=(?:" + "|".join(_OPTION_NAMES) + r")(?![A-Za-z]))",
     re.IGNORECASE,
 )
-_MARKER = re.compile(r"(?<!\S)--(?P<name>[A-Za-z]+)(?P<eq>\s*=)?|(?P<hashes>#{3,})")
+_MARKER = re.compile(r"(?<!\S)--(?P<name>[A-Za-z]+(?:-[A-Za-z]+)*)(?P<eq>\s*=)?|(?P<hashes>#{3,})")
 _QUOTES = {
     '"': '"”“',
     "“": '”“"',
@@ -303,9 +325,15 @@ _ALLOWED = {
     "ar": f"an aspect ratio W:H, e.g. 16:9 or 2:3 (at most {MAX_ASPECT}:1)",
     "model": "the name of one of the bot's models",
     "style": "the name of one of the bot's styles",
+    "qr": f"the text or link the QR code holds, at most {MAX_QR_CHARS} characters "
+    '(quote it if it has spaces: --qr "hello world")',
+    "qr-position": "one of " + ", ".join(QR_POSITIONS),
+    "qr-module": f"the size of one QR square in pixels, a whole number from 2 to {MAX_QR_MODULE}",
+    "strength": "a number above 0 and at most 1 (how much of your picture is redrawn), e.g. 0.6",
 }
 _OPTIONS_HINT = (
-    "Options: --neg, --n, --seed, --steps, --cfg, --size, --ar, --model, --style, --private; "
+    "Options: --neg, --n, --seed, --steps, --cfg, --size, --ar, --model, --style, --private, "
+    "--qr, --qr-position, --qr-module, --strength; "
     "reply 'help' for details."
 )
 
@@ -367,6 +395,31 @@ def _aspect(value: str, rules: PromptRules) -> tuple[int, int]:
         raise _bad("ar", value, rules)
     divisor = math.gcd(width, height)
     return width // divisor, height // divisor
+
+
+def _strength(value: str, rules: PromptRules) -> float:
+    try:
+        number = float(value.replace(",", "."))
+    except ValueError:
+        raise _bad("strength", value, rules) from None
+    if not math.isfinite(number) or not 0.0 < number <= 1.0:
+        raise _bad("strength", value, rules)
+    return number
+
+
+def _qr(value: str, rules: PromptRules) -> str:
+    text = value.strip()
+    if not text or len(text) > MAX_QR_CHARS:
+        raise _bad("qr", value, rules)
+    return text
+
+
+def _qr_position(value: str, rules: PromptRules) -> str:
+    word = value.strip().casefold().replace("_", "-").replace(" ", "-")
+    word = {"centre": "center", "middle": "center"}.get(word, word)
+    if word not in QR_POSITIONS:
+        raise _bad("qr-position", value, rules)
+    return word
 
 
 def _name_list(names: tuple[str, ...], limit: int = 12) -> str:
@@ -442,9 +495,20 @@ def _build(command: Command, scan: _Scan, rules: PromptRules) -> ParsedRequest:
         model=_model(values["model"], rules) if "model" in values else None,
         style=_style(values["style"], rules) if "style" in values else None,
         private=scan.private,
+        qr=_qr(values["qr"], rules) if "qr" in values else None,
+        qr_position=_qr_position(values["qr-position"], rules) if "qr-position" in values else None,
+        qr_module=(
+            _whole("qr-module", values["qr-module"], 2, MAX_QR_MODULE, rules)
+            if "qr-module" in values
+            else None
+        ),
+        strength=_strength(values["strength"], rules) if "strength" in values else None,
     )
     if request.size is not None and request.aspect is not None:
         raise PromptError("bad_option", "use either --size or --ar, not both")
+    if request.qr is None and (request.qr_position or request.qr_module):
+        option = "--qr-position" if request.qr_position else "--qr-module"
+        raise PromptError("bad_option", f"{option} only works together with --qr TEXT")
     if command == "generate" and not any(ch.isalnum() for ch in prompt):
         raise PromptError(
             "empty_prompt",
@@ -484,13 +548,15 @@ def usage_text(rules: PromptRules) -> str:
     head = (
         'Mention me with what you want to see, e.g. "a fox in the snow --n 2".\n'
         f"Options: --n 1-{rules.max_n}, --seed N, --steps N, --cfg 7, --size 768x512 or "
-        "--ar 3:2, --neg TEXT (or ### TEXT), --model NAME, --style NAME, --private.\n"
+        "--ar 3:2, --neg TEXT (or ### TEXT), --model NAME, --style NAME, --private, "
+        "--qr LINK (a QR code in the picture), --strength 0.6 (with a picture).\n"
     )
+    listed = tuple(m for m in rules.models if m not in rules.unlisted_models)
     tail = 'Reply "again" to re-roll, "delete" to remove a result.'
     for limit in (8, 5, 3, 2, 1, 0):
         lists = ""
-        if rules.models and limit:
-            lists += f"Models: {_name_list(rules.models, limit)}.\n"
+        if listed and limit:
+            lists += f"Models: {_name_list(listed, limit)}.\n"
         if rules.styles and limit:
             lists += f"Styles: {_name_list(rules.styles, limit)}.\n"
         text = head + lists + tail
@@ -521,6 +587,10 @@ Everything that is not an option is the **prompt**. Options can go anywhere in t
 | `--model NAME` | one of the bot's models |
 | `--style NAME` | one of the bot's styles (templates such as `photo`, `anime`, `pixel`) |
 | `--private` | reply with a direct message instead of in the thread |
+| `--qr TEXT` | put a scannable QR code holding TEXT (e.g. a link) into the picture |
+| `--qr-position P` | `center` (default), `top-left`, `top-right`, `bottom-left`, `bottom-right` |
+| `--qr-module N` | size of one QR square in pixels (2-64); default: as large as fits nicely |
+| `--strength X` | with a picture attached: how much of it is redrawn, 0-1 (default 0.6) |
 
 Commands:
 

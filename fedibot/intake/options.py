@@ -32,6 +32,10 @@ class Options:
     n: int
     seed: int
     style: str | None = None
+    qr: str | None = None
+    qr_position: str | None = None
+    qr_module: int | None = None
+    strength: float | None = None
 
 
 def resolve_options(
@@ -73,6 +77,10 @@ def resolve_options(
         height=height,
         steps=parsed.steps or base.get("steps"),
         guidance=parsed.cfg if parsed.cfg is not None else base.get("guidance"),
+        strength=parsed.strength,  # without a picture (wired later) check_request refuses it
+        qr=parsed.qr if parsed.qr is not None else base.get("qr"),
+        qr_position=parsed.qr_position or base.get("qr_position"),
+        qr_module=parsed.qr_module or base.get("qr_module"),
     )
     error = check_request(gen, request)
     if error is not None:
@@ -88,6 +96,10 @@ def resolve_options(
         n=request.n_images,
         seed=request.seeds[0],
         style=style,
+        qr=request.qr,
+        qr_position=request.qr_position if request.qr is not None else None,
+        qr_module=request.qr_module,
+        strength=request.strength,
     )
 
 

@@ -21,6 +21,9 @@ class HordeImages:
 
     images: list[Any]  # PIL.Image.Image
     sampler: str
+    negative_prompt_used: bool = True  # the Horde takes the negative prompt for every model
+    qr_strengths: list[float] | None = None  # QR requests never go to the Horde
+    strength: float | None = None  # nor image-to-image ones (see payload.ineligible)
 
 
 def decode(data: bytes) -> Image.Image:

@@ -27,6 +27,10 @@ def ineligible(config: GeneratorConfig, req: GenerationRequest) -> str | None:
     """Why this request cannot go to the Horde (one sentence), or None when it can."""
     if req.model not in config.horde.models:
         return f"model {req.model!r} has no Horde name in horde.models"
+    if req.qr is not None:
+        return "QR-code art is made locally (the result must be decoded before it is posted)"
+    if req.init_image is not None:
+        return "image-to-image requests are made locally (the input picture stays here)"
     for name, value in (("width", req.width), ("height", req.height)):
         if value % api.SIZE_MULTIPLE or not api.MIN_SIZE <= value <= api.MAX_SIZE:
             return f"{name} {value} is not a multiple of 64 in 64..3072"

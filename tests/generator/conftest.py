@@ -76,3 +76,43 @@ def wrap_pipe(service: GeneratorService) -> Iterator[Any]:
 
     yield install
     loaded.pipe = original
+
+
+# --- tiny pipelines of every family (built once per session, loaded with `kind` left out) ---
+
+FAMILY_KINDS = ("sd15", "sd2", "sdxl", "sd3", "flux", "sana", "sana_sprint", "pixart_sigma")
+
+
+@pytest.fixture(scope="session")
+def family_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from generator.tiny import build_family, build_tiny_controlnet
+
+    root = tmp_path_factory.mktemp("families")
+    for kind in FAMILY_KINDS:
+        build_family(kind, root / kind)
+    build_tiny_controlnet(root / "qr-controlnet")
+    return root
+
+
+def family_models(root: Path) -> dict[str, Any]:
+    from generator.config import ModelConfig
+
+    models: dict[str, Any] = {}
+    for kind in FAMILY_KINDS:
+        # sd2 has the SD 1.x pipeline class; only real SD 2 weights (1024-wide text) tell them
+        # apart, so the tiny one names its kind; all others are detected from model_index.json
+        models[kind] = ModelConfig(
+            source=str(root / kind),
+            kind="sd2" if kind == "sd2" else None,
+            options={"max_sequence_length": 16},
+            preset={"width": 64, "height": 64, "max_width": 256, "max_height": 256},
+        )
+    return models
+
+
+@pytest.fixture(scope="session")
+def family_service(family_root: Path, tiny_data_dir: Path) -> Iterator[GeneratorService]:
+    cfg = make_config(tiny_data_dir, models=family_models(family_root), max_loaded_models=8)
+    svc = GeneratorService(cfg)
+    yield svc
+    svc.close()

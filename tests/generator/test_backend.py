@@ -186,10 +186,11 @@ def test_missing_local_model_is_model_unavailable(
 
 def test_least_recently_used_model_is_unloaded(tiny_data_dir: Path) -> None:
     tiny = make_config(tiny_data_dir).models["tiny"]
-    cfg = make_config(tiny_data_dir, models={"a": tiny, "b": tiny}, max_loaded_models=2)
+    models = {"a": tiny, "b": tiny, "c": tiny}
+    cfg = make_config(tiny_data_dir, models=models, max_loaded_models=2)
     backend = DiffusersBackend(cfg)
     backend.load("a")
     backend.load("b")
     backend.load("a")  # a is now the most recent
-    backend.load("tiny")
-    assert backend.cache.loaded_names() == ["a", "tiny"]
+    backend.load("c")
+    assert backend.cache.loaded_names() == ["a", "c"]

@@ -17,7 +17,12 @@ from generator.config import GeneratorConfig, ModelConfig, ModelPreset
         ({"max_batch": 0}, ["max_batch", "1"]),
         ({"safety": {"classifier": "magic"}}, ["safety.classifier", "'nudenet'", "'none'"]),
         ({"default_model": "sdxl"}, ["default_model", "'sdxl'", "tiny"]),
-        ({"models": {"m": {"source": "x", "kind": "sd3"}}}, ["models.m.kind", "'sdxl'"]),
+        ({"models": {"m": {"source": "x", "kind": "sd4"}}}, ["models.m.kind", "'sdxl'", "'flux'"]),
+        (
+            {"models": {"m": {"source": "x", "base_preset": "fast"}}},
+            ["base_preset", "flux-schnell"],
+        ),
+        ({"models": {}}, ["models", "at least 1"]),
         ({"bogus": 1}, ["bogus", "Extra inputs are not permitted"]),
     ],
 )
@@ -37,9 +42,10 @@ def test_defaults_have_the_builtin_tiny_model() -> None:
     assert cfg.safety.classifier == "nudenet"
 
 
-def test_tiny_stays_available_next_to_configured_models() -> None:
+def test_tiny_is_not_added_next_to_configured_models() -> None:
     cfg = GeneratorConfig(models={"turbo": ModelConfig(source="stabilityai/sd-turbo", kind="sd2")})
-    assert set(cfg.models) == {"tiny", "turbo"}
+    assert set(cfg.models) == {"turbo"} and cfg.default_model == "turbo"
+    assert cfg.models["turbo"].base_preset == "sd-turbo"
 
 
 def test_preset_must_be_consistent() -> None:

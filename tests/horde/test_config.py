@@ -57,3 +57,19 @@ def test_webhook_must_be_https() -> None:
 def test_status_limit_cannot_exceed_the_hordes() -> None:
     with pytest.raises(ConfigError, match="status_per_minute"):
         parse_config({"generator": {"horde": horde(status_per_minute=30)}})
+
+
+def test_qr_and_image_to_image_requests_never_go_to_the_horde() -> None:
+    from generator.horde.payload import ineligible
+    from generator.types import GenerationRequest
+
+    cfg = GeneratorConfig.model_validate(
+        {"backend": "local+horde", "horde": {"contact": "https://bot.example/about"}}
+    )
+    model = next(iter(cfg.models))
+    cfg.horde.models[model] = "stable_diffusion"
+    base = {"job_id": 1, "prompt": "a lighthouse", "seeds": [1], "model": model}
+    assert ineligible(cfg, GenerationRequest(**base, width=512, height=512)) is None
+    assert "QR" in (ineligible(cfg, GenerationRequest(**base, qr="https://x.test")) or "")
+    img2img = GenerationRequest(**base, init_image="/tmp/in.png", strength=0.5)
+    assert "image-to-image" in (ineligible(cfg, img2img) or "")
