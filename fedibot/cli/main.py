@@ -303,6 +303,9 @@ def _register_optional_groups() -> None:
     from fedibot.moderation.guard.command import check_prompt
 
     main.add_command(check_prompt)
+    from fedibot.console.cli import console
+
+    main.add_command(console)
 
 
 _register_optional_groups()

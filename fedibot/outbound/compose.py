@@ -78,6 +78,12 @@ def compose_result(
     """The reply carrying a job's images. `blur(path) -> Path` makes a blurred copy."""
     prompt = shorten(job.prompt, 300)
     action = config.policy.flagged_images
+    # An operator who approved a withheld result in the console decided how it goes out.
+    decision = (getattr(job, "params", None) or {}).get("operator_decision")
+    if decision in ("sensitive", "blur"):
+        action = decision
+    else:
+        decision = None
     media: list[MediaItem] = []
     flagged = withheld = 0
     for image in images:
@@ -89,6 +95,8 @@ def compose_result(
                 continue
             if action == "blur" and blur is not None:
                 path = Path(blur(path))
+        elif decision == "blur" and blur is not None:
+            path = Path(blur(path))
         alt = config.replies.alt_text.format(
             prompt=prompt, model=job.model, seed=image.seed, negative=job.negative_prompt
         )
@@ -102,7 +110,7 @@ def compose_result(
     if withheld:
         text += f"\n({withheld} image(s) withheld by the safety check.)"
     post = _base_post(job, mention, text)
-    if flagged and action != "withhold":
+    if (flagged or decision) and action != "withhold":
         post["sensitive"] = True
         cw = config.policy.flagged_spoiler_text
         post["spoiler_text"] = f"{post['spoiler_text']}; {cw}" if post["spoiler_text"] else cw
