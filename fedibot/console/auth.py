@@ -71,6 +71,7 @@ class Session:
     created_at: float
     last_seen: float
     opened_dms: set[int] = field(default_factory=set)
+    flash: list[tuple[str, str]] = field(default_factory=list)
 
 
 class Sessions:

@@ -28,7 +28,7 @@ log = logging.getLogger("fedibot.console")
 
 HERE = Path(__file__).resolve().parent
 PUBLIC = ("/login", "/static/")
-SESSION_KEY = web.AppKey("session", object)
+SESSION = web.RequestKey("session", auth.Session)
 CTX = web.AppKey("ctx", ConsoleContext)
 STATE = web.AppKey("state", object)
 MAX_ID = r"\d{1,18}"
@@ -98,9 +98,7 @@ def state_of(request: web.Request) -> ConsoleState:
 
 
 def session_of(request: web.Request) -> auth.Session:
-    session = request.get("session")
-    assert isinstance(session, auth.Session)
-    return session
+    return request[SESSION]
 
 
 def actor(request: web.Request) -> str:
@@ -134,14 +132,13 @@ def is_https(request: web.Request) -> bool:
 
 def render(request: web.Request, name: str, status: int = 200, **values: Any) -> web.Response:
     st = state_of(request)
-    session = request.get("session")
+    session = request.get(SESSION)
     flash: list[tuple[str, str]] = []
-    if isinstance(session, auth.Session):
-        flash = list(getattr(session, "flash", []))
-        session.flash = []  # type: ignore[attr-defined]
+    if session is not None:
+        flash, session.flash = session.flash, []
     body = st.env.get_template(name).render(
         session=session,
-        csrf=session.csrf if isinstance(session, auth.Session) else "",
+        csrf=session.csrf if session is not None else "",
         path=request.path,
         flash=flash,
         **values,
@@ -150,10 +147,7 @@ def render(request: web.Request, name: str, status: int = 200, **values: Any) ->
 
 
 def flash(request: web.Request, kind: str, message: str) -> None:
-    session = session_of(request)
-    items = getattr(session, "flash", [])
-    items.append((kind, message))
-    session.flash = items  # type: ignore[attr-defined]
+    session_of(request).flash.append((kind, message))
 
 
 def redirect(location: str) -> web.HTTPSeeOther:
@@ -173,7 +167,7 @@ def opt_int(value: str | None) -> int | None:
 async def audit(request: web.Request, action: str, target: str, **detail: Any) -> None:
     ctx = ctx_of(request)
     now = ctx.clock()
-    name = actor(request) if isinstance(request.get("session"), auth.Session) else "console:-"
+    name = actor(request) if request.get(SESSION) is not None else "console:-"
     await ctx.db.run(write_audit, now, name, action, target, detail)
 
 
@@ -233,7 +227,7 @@ async def require_session(request: web.Request, handler: Handler) -> web.StreamR
             target = request.path_qs if request.path != "/" else ""
             raise redirect("/login" + (f"?{urlencode({'next': target})}" if target else ""))
         raise web.HTTPForbidden(text="sign in first")
-    request["session"] = session
+    request[SESSION] = session
     if request.method not in ("GET", "HEAD"):
         form = await request.post()
         if not auth.csrf_ok(session.csrf, form.get("csrf")):
