@@ -77,6 +77,8 @@ def fmt_seconds(value: float | None) -> str:
         return "–"
     if value < 90:
         return f"{value:.1f} s" if value < 10 else f"{value:.0f} s"
+    if value < 600:
+        return f"{value / 60:.1f} min"
     if value < 5400:
         return f"{value / 60:.0f} min"
     if value < 172800:
