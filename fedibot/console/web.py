@@ -241,8 +241,18 @@ async def require_session(request: web.Request, handler: Handler) -> web.StreamR
 # ------------------------------------------------------------------------ sign-in
 
 
+def _login_token(request: web.Request) -> str:
+    """The sign-in form's CSRF token (double-submit cookie). An existing one is kept, so a
+    second sign-in page (another tab, the browser's favicon request) does not break the
+    first."""
+    current = request.cookies.get(auth.LOGIN_COOKIE, "")
+    if 24 <= len(current) <= 64 and current.replace("-", "").replace("_", "").isalnum():
+        return current
+    return secrets.token_urlsafe(24)
+
+
 async def login_page(request: web.Request) -> web.Response:
-    token = secrets.token_urlsafe(24)
+    token = _login_token(request)
     response = render(
         request,
         "login.html",
@@ -288,7 +298,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     next_path = _safe_next(str(form.get("next", "/")))
 
     def again(message: str, status: int) -> web.Response:
-        token = secrets.token_urlsafe(24)
+        token = _login_token(request)
         response = render(
             request, "login.html", status=status, login_csrf=token, next=next_path, error=message
         )
