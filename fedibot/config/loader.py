@@ -26,8 +26,8 @@ from federation.mastodon_config import MastodonAccountConfig
 from fedibot.config.campaigns import CampaignConfig, check_campaigns
 from fedibot.config.errors import ConfigError, describe_validation_error
 from fedibot.config.policy import PolicyConfig, QuotaConfig
-from fedibot.console.config import ConsoleConfig
 from fedibot.config.prompt import PromptConfig, PromptFilterConfig
+from fedibot.console.config import ConsoleConfig
 from fediseer_sync.config import FediseerConfig
 from generator.config import GeneratorConfig
 

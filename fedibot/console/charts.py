@@ -68,8 +68,8 @@ def line_chart(series: dict[str, Sequence[float | None]], title: str, unit: str 
             segments[-1].append(f"{x:.1f},{y:.1f}")
         for seg in segments:
             if len(seg) == 1:
-                x, y = seg[0].split(",")
-                inner.append(f'<circle class="s{n}" cx="{x}" cy="{y}" r="2"/>')
+                cx, cy = seg[0].split(",")
+                inner.append(f'<circle class="s{n}" cx="{cx}" cy="{cy}" r="2"/>')
             elif seg:
                 inner.append(f'<polyline class="line s{n}" points="{" ".join(seg)}"/>')
         inner.append(

@@ -15,9 +15,9 @@ import asyncio
 import io
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
-from sqlalchemy import delete, select
+from sqlalchemy import Table, delete, select
 from sqlalchemy.engine import Connection
 
 from fedibot.storage.models import JobImage
@@ -25,7 +25,7 @@ from fedibot.storage.models import JobImage
 if TYPE_CHECKING:
     from fedibot.console.context import ConsoleContext
 
-images_t = JobImage.__table__
+images_t = cast(Table, JobImage.__table__)
 
 
 class ImageMissing(LookupError):

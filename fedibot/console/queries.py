@@ -255,11 +255,12 @@ def job_visibility(conn: Connection, job_id: int) -> str | None:
 # -- review -----------------------------------------------------------------------------------
 
 
-def review_items(conn: Connection, tab: str, limit: int = 100) -> list[Card]:
-    """`withheld` (to decide), `evidence` (kept) or `failed` (not yet dismissed)."""
+def review_items(conn: Connection, tab: str, limit: int = 40) -> list[Card]:
+    """`withheld` (to decide), `evidence` (kept) or `failed` (not yet dismissed), newest
+    first, at most `limit` (the operator decides one at a time; decided ones leave)."""
     state = JobState.FAILED if tab == "failed" else WITHHELD
     rows = conn.execute(
-        select(*CARD_COLUMNS).where(_is(state)).order_by(jobs.c.id.desc()).limit(limit * 5)
+        select(*CARD_COLUMNS).where(_is(state)).order_by(jobs.c.id.desc()).limit(limit * 3)
     ).all()
     picked = []
     for row in rows:

@@ -28,8 +28,8 @@ class ConsoleServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, cfg.host, cfg.port)
         await site.start()
-        sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
-        self.bound_port = sockets[0].getsockname()[1] if sockets else cfg.port
+        addresses = self._runner.addresses
+        self.bound_port = int(addresses[0][1]) if addresses else cfg.port
 
     async def stop(self) -> None:
         if self._runner is not None:

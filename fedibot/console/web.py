@@ -46,6 +46,7 @@ class ConsoleState:
         self.env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(str(HERE / "templates")),
             autoescape=True,  # every template, whatever its name
+            auto_reload=False,
             undefined=jinja2.StrictUndefined,
             trim_blocks=True,
             lstrip_blocks=True,
@@ -472,7 +473,7 @@ async def review_page(request: web.Request) -> web.Response:
     tab = request.query.get("tab", "withheld")
     if tab not in REVIEW_TABS:
         tab = "withheld"
-    cards = await ctx.db.run(queries.review_items, tab)
+    cards = await ctx.db.run(queries.review_items, tab, 40)
     minor = {c.job.id: review.is_minor_rule(review.reason_codes(c.job, c.images)) for c in cards}
     codes = {c.job.id: review.reason_codes(c.job, c.images) for c in cards}
     return render(
@@ -591,24 +592,32 @@ async def allowlist_page(request: web.Request) -> web.Response:
     q = request.query.get("q", "")[:255]
     which = request.query.get("list", "")
     offset = opt_int(request.query.get("offset")) or 0
-    limit = 200
+    limit = 100
     overrides = await ctx.db.run(queries.overrides)
     entries, total = await ctx.db.run(queries.fediseer_entries, q, which, offset, limit)
     override_by = {o.domain: o for o in overrides}
     runs = await ctx.db.run(queries.sync_runs, 10)
     al = allowlist_for(request)
-    verdicts = {}
-    for o in overrides:
-        verdicts[o.domain] = await ctx.db.run(al.show_blocking, o.domain)
-    for e in entries:
-        if e.domain not in verdicts and e.domain in override_by:
-            verdicts[e.domain] = await ctx.db.run(al.show_blocking, e.domain)
+
+    def show_all(conn: Any) -> dict[str, Any]:  # one transaction, not one per domain
+        return {o.domain: al.show_blocking(conn, o.domain) for o in overrides}
+
+    verdicts = await ctx.db.run(show_all)
+    decide = _decide_entry(ctx)
+    rows = []
+    for e in entries:  # plain strings: the template only prints them
+        o = override_by.get(e.domain)
+        v = decide(e, o)
+        decision = f"{'allowed' if v.allowed else 'denied'} ({v.source})"
+        if o is not None:
+            decision += f" — manual {o.action}"
+        rows.append((e.domain, e.action, decision, e.explain(), fmt_time(e.since)))
     return render(
         request,
         "allowlist.html",
         mode=ctx.config.policy.mode,
         overrides=overrides,
-        entries=entries,
+        rows=rows,
         total=total,
         offset=offset,
         limit=limit,
@@ -618,7 +627,6 @@ async def allowlist_page(request: web.Request) -> web.Response:
         verdicts=verdicts,
         runs=runs,
         fediseer=ctx.config.fediseer,
-        decide=_decide_entry(ctx),
     )
 
 

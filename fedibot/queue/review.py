@@ -14,14 +14,16 @@ operator's name, so the audit log and the queue never disagree.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, select, update
 from sqlalchemy.engine import Connection
 
 from fedibot.moderation.allowlist import write_audit
 from fedibot.queue.jobs import JobQueue, images, jobs
-from fedibot.storage.models import JobState, ReplyState
+from fedibot.storage.models import Job, JobState, ReplyState
+
+jobs_t = cast(Table, Job.__table__)  # typed for update()
 
 WITHHELD = "withheld"
 """The job state of results the output check held back (added to JobState by its branch)."""
@@ -110,7 +112,7 @@ def _approve(conn: Connection, job_id: int, decision: str, actor: str, now: floa
         "reviewed_at": now,
     }
     changed = conn.execute(
-        update(jobs)
+        update(jobs_t)
         .where(jobs.c.id == job_id, jobs.c.state == WITHHELD)
         .values(
             state=JobState.GENERATED,
@@ -142,7 +144,7 @@ def _discard(conn: Connection, job_id: int, reason: str, actor: str, now: float)
         raise ReviewError("not_withheld", f"job {job_id} is {row.state}, not withheld")
     params = {**(row.params or {}), "discarded_by": actor, "discard_reason": reason}
     changed = conn.execute(
-        update(jobs)
+        update(jobs_t)
         .where(jobs.c.id == job_id, jobs.c.state == WITHHELD)
         .values(
             state=JobState.REJECTED,
@@ -175,7 +177,7 @@ def _evidence(conn: Connection, job_id: int, note: str, actor: str, now: float) 
     if row.state != WITHHELD:
         raise ReviewError("not_withheld", f"job {job_id} is {row.state}, not withheld")
     params = {**(row.params or {}), "evidence": {"by": actor, "at": now, "note": note}}
-    conn.execute(update(jobs).where(jobs.c.id == job_id).values(params=params, updated_at=now))
+    conn.execute(update(jobs_t).where(jobs.c.id == job_id).values(params=params, updated_at=now))
     write_audit(
         conn,
         now,
@@ -191,7 +193,7 @@ def _dismiss(conn: Connection, job_id: int, actor: str, now: float) -> None:
     if row.state != JobState.FAILED:
         raise ReviewError("not_failed", f"job {job_id} is {row.state}, not failed")
     params = {**(row.params or {}), "reviewed_by": actor, "reviewed_at": now}
-    conn.execute(update(jobs).where(jobs.c.id == job_id).values(params=params, updated_at=now))
+    conn.execute(update(jobs_t).where(jobs.c.id == job_id).values(params=params, updated_at=now))
     write_audit(conn, now, actor, "review.dismiss", f"job:{job_id}", {"code": row.error_code})
 
 

@@ -22,10 +22,9 @@ from fedibot.queue.jobs import images, jobs
 from fedibot.queue.review import DISCARD_REASONS
 from generator.pngmeta import Parameters, save_png
 from tests.console.conftest import PASSWORD
-from tests.e2e_mastodon.conftest import (  # noqa: F401 (the `fake` fixture)
+from tests.e2e_mastodon.conftest import (
+    HIGH_LIMITS,
     HoldingMastodon,
-    fake,
-    fake_options,
     posted_text,
     raw_config,
     replies_to,
@@ -34,7 +33,9 @@ from tests.e2e_mastodon.conftest import (  # noqa: F401 (the `fake` fixture)
 from tests.e2e_support import eventually
 
 CHROMEDRIVER = "/usr/bin/chromedriver"
-CHROMIUM = next((p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser") if Path(p).exists()), "")
+CHROMIUM = next(
+    (p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser") if Path(p).exists()), ""
+)
 
 pytestmark = pytest.mark.skipif(
     not (Path(CHROMEDRIVER).exists() and CHROMIUM),
@@ -59,6 +60,17 @@ def browser() -> Iterator[Any]:
         yield driver
     finally:
         driver.quit()
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[HoldingMastodon]:
+    server = HoldingMastodon(heartbeat_interval=0.2, limits=dict(HIGH_LIMITS))
+    await server.start()
+    try:
+        yield server
+    finally:
+        server.release()
+        await server.close()
 
 
 @pytest.fixture

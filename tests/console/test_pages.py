@@ -300,7 +300,9 @@ async def test_allowlist_shows_mode_overrides_and_provenance(signed_in) -> None:
     ).status == 303
     text = await (await c.client.get("/allowlist")).text()
     assert "Mode: <strong>blocklist</strong>" in text
-    assert "allowed: endorsed by alpha.example (well moderated); guaranteed by alpha.example" in text
+    assert (
+        "allowed: endorsed by alpha.example (well moderated); guaranteed by alpha.example" in text
+    )
     assert "manual allow" in text and "console:alice" in text
     filtered = await (await c.client.get("/allowlist?q=good")).text()
     assert "good.example" in filtered and "<td>spam.example</td><td>deny" not in filtered
@@ -338,9 +340,7 @@ async def test_fediseer_sync_dry_run_first_then_apply(signed_in, make_config) ->
         text = await preview.text()
         assert preview.status == 200 and "preview (dry run)" in text
         assert "+ allow: 3" in text and "beta.example" in text
-        count = await c.ctx.db.run(
-            lambda conn: conn.execute(select(fediseer_t.c.domain)).all()
-        )
+        count = await c.ctx.db.run(lambda conn: conn.execute(select(fediseer_t.c.domain)).all())
         assert count == []
         applied = await c.post("/allowlist/sync/apply")
         assert "applied" in await applied.text()
@@ -391,5 +391,3 @@ async def test_static_files_are_served(console) -> None:
     css = await console.client.get("/static/console.css")
     assert css.status == 200 and "fedibot console" in await css.text()
     assert (await console.client.get("/static/console.js")).status == 200
-
-

@@ -60,7 +60,8 @@ async def test_script_prompts_render_as_text_everywhere(signed_in: Console) -> N
     await c.post("/allowlist/override", {"domain": "evil.example", "action": "deny", "note": XSS})
     await c.post(f"/jobs/{done}/open", {"why": XSS})
     pages = ["/", "/gallery", f"/jobs/{held}", f"/jobs/{done}", "/review", "/users",
-             "/allowlist", "/audit", f"/gallery?requester={XSS}", f"/audit?actor={XSS}"]  # fmt: skip
+             "/allowlist", "/audit", f"/gallery?requester={XSS}",
+             f"/audit?actor={XSS}"]  # fmt: skip
     for path in pages:
         text = await (await c.client.get(path)).text()
         assert "<script>" not in text.replace('<script src="/static/console.js" defer>', ""), path
