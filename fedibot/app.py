@@ -112,6 +112,8 @@ class App:
         self._service = service
         self.worker: Any = None
         self.ops: OpsServer | None = None
+        self.console: Any = None
+        self._clock = clock
         self.scheduler: Any = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._stopping = asyncio.Event()
@@ -127,6 +129,15 @@ class App:
             log.info(
                 "health and metrics on http://%s:%s/", self.config.server.host, self.ops.bound_port
             )
+        if self.config.console.configured:
+            from fedibot.console.context import ConsoleContext
+            from fedibot.console.server import ConsoleServer
+
+            self.console = ConsoleServer(
+                ConsoleContext(self.config, self.db, self.queue, self._clock)
+            )
+            await self.console.start()
+            log.info("operator console on %s", self.console.url)
         self._spawn(self._maintenance(), "maintenance")
         for name, adapter in self.adapters.items():
             self._spawn(self._listen(name, adapter), f"listen-{name}")
@@ -165,6 +176,8 @@ class App:
                 await adapter.close()
         if self.ops is not None:
             await self.ops.stop()
+        if self.console is not None:
+            await self.console.stop()
         if self._service is not None and hasattr(self._service, "close"):
             await asyncio.to_thread(self._service.close)
         await self.db.dispose()

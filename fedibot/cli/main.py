@@ -306,5 +306,9 @@ def _register_optional_groups() -> None:
     main.add_command(check_prompt)
     main.add_command(models)
 
+    from fedibot.console.cli import console
+
+    main.add_command(console)
+
 
 _register_optional_groups()

@@ -27,6 +27,7 @@ from fedibot.config.campaigns import CampaignConfig, check_campaigns
 from fedibot.config.errors import ConfigError, describe_validation_error
 from fedibot.config.policy import PolicyConfig, QuotaConfig
 from fedibot.config.prompt import PromptConfig, PromptFilterConfig
+from fedibot.console.config import ConsoleConfig
 from fediseer_sync.config import FediseerConfig
 from generator.config import GeneratorConfig
 
@@ -139,6 +140,7 @@ class FedibotConfig(BaseModel):
     fediseer: FediseerConfig = Field(default_factory=FediseerConfig)
     replies: RepliesConfig = Field(default_factory=RepliesConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
+    console: ConsoleConfig = Field(default_factory=ConsoleConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     accounts: list[AccountConfig] = Field(default_factory=list)
     campaigns: list[CampaignConfig] = Field(default_factory=list)

@@ -5,7 +5,12 @@ posted — blurred or not, whatever `policy.flagged_images` says — if the safe
 it, if ANY exposure label of the classifier (NudeNet's `*_EXPOSED` classes, the diffusers
 checker's `nsfw_concept`) scored at or above `policy.minor_exposure_threshold`, or if no
 classifier looked at it. The whole job is withheld: it ends in the state `withheld` for the
-operator, and the requester gets a neutral reply without images.
+operator (code `minor_exposure`: the console can only discard it or keep it as evidence,
+never post it), and the requester gets a neutral reply without images.
+
+Under `policy.flagged_images = "withhold"`, a result whose images were ALL flagged is held
+for review too (code `flagged_output`): nothing could be posted, and an operator may still
+post it as sensitive or blurred, or discard it and tell the requester.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from typing import Any
 from fedibot.moderation.minors import names_minor
 
 NSFW_CONCEPT = "nsfw_concept"
+MINOR_EXPOSURE = "minor_exposure"  # never postable: see fedibot/queue/review.py
+FLAGGED_OUTPUT = "flagged_output"  # postable after an operator's decision
 
 
 def is_exposure_label(label: str) -> bool:
@@ -52,4 +59,12 @@ def withhold_reason(
                 f"the request names a minor and image {image.index} was not checked by a "
                 "safety classifier"
             )
+    return None
+
+
+def held_for_review(images: Iterable[Any], flagged_images: str) -> str | None:
+    """Why a result without the minors problem is held for the operator, or None."""
+    images = list(images)
+    if flagged_images == "withhold" and images and all(image.flagged for image in images):
+        return f"all {len(images)} image(s) were flagged and the policy withholds flagged images"
     return None

@@ -28,10 +28,21 @@ ERROR_SENTENCES = {
     "not_a_result": "'again' and 'delete' work as replies to one of my images.",
     "internal_error": "Sorry, something went wrong on my side. The admin can see what.",
     "withheld": "Sorry, I can't send the picture for this request. Please ask for something else.",
+    "minor_exposure": (
+        "Sorry, I can't send the picture for this request. Please ask for something else."
+    ),
+    "flagged_output": "Sorry, I can't send the picture for this request.",
 }
 
 # Codes whose stored message is a generator internal (exception text, file paths).
-INTERNAL_ERROR_CODES = {"generation_failed", "model_unavailable", "safety_failed", "withheld"}
+INTERNAL_ERROR_CODES = {
+    "generation_failed",
+    "model_unavailable",
+    "safety_failed",
+    "withheld",
+    "minor_exposure",
+    "flagged_output",
+}
 
 ZWSP = "\u200b"
 _TAGGABLE = re.compile(r"[@#](?=\w)")
@@ -76,6 +87,12 @@ def compose_result(
     """The reply carrying a job's images. `blur(path) -> Path` makes a blurred copy."""
     prompt = shorten(job.prompt, 300)
     action = config.policy.flagged_images
+    # An operator who approved a withheld result in the console decided how it goes out.
+    decision = (getattr(job, "params", None) or {}).get("operator_decision")
+    if decision in ("sensitive", "blur"):
+        action = decision
+    else:
+        decision = None
     media: list[MediaItem] = []
     flagged = withheld = 0
     for image in images:
@@ -87,6 +104,8 @@ def compose_result(
                 continue
             if action == "blur" and blur is not None:
                 path = Path(blur(path))
+        elif decision == "blur" and blur is not None:
+            path = Path(blur(path))
         alt = config.replies.alt_text.format(
             prompt=prompt, model=job.model, seed=image.seed, negative=job.negative_prompt
         )
@@ -100,7 +119,7 @@ def compose_result(
     if withheld:
         text += f"\n({withheld} image(s) withheld by the safety check.)"
     post = _base_post(job, mention, text)
-    if flagged and action != "withhold":
+    if (flagged or decision) and action != "withhold":
         post["sensitive"] = True
         cw = config.policy.flagged_spoiler_text
         post["spoiler_text"] = f"{post['spoiler_text']}; {cw}" if post["spoiler_text"] else cw

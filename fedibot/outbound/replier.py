@@ -20,7 +20,12 @@ from federation.errors import PermanentError, RemoteGone, TransientError
 from federation.types import OutgoingPost, PostResult, Visibility
 from fedibot.config.loader import FedibotConfig
 from fedibot.intake.mention_codec import mention_from_dict
-from fedibot.moderation.output_check import withhold_reason
+from fedibot.moderation.output_check import (
+    FLAGGED_OUTPUT,
+    MINOR_EXPOSURE,
+    held_for_review,
+    withhold_reason,
+)
 from fedibot.moderation.policy import Policy
 from fedibot.ops import metrics
 from fedibot.outbound.compose import compose_error, compose_result, compose_text
@@ -180,14 +185,21 @@ class Replier:
             )
 
     async def _withheld(self, row: Any, images: list[Any]) -> bool:
-        """The output rule for requests naming a minor: True when the job was withheld."""
+        """The output rules: True when the job was withheld for the operator instead."""
+        if (row.params or {}).get("operator_decision"):  # an operator already looked
+            return False
+        policy = self.config.policy
         reason = withhold_reason(
-            row.prompt, row.negative_prompt, images, self.config.policy.minor_exposure_threshold
+            row.prompt, row.negative_prompt, images, policy.minor_exposure_threshold
         )
+        code, reply = MINOR_EXPOSURE, row.kind == "mention"
+        if reason is None:
+            reason = held_for_review(images, policy.flagged_images)
+            code, reply = FLAGGED_OUTPUT, False  # the operator's decision tells the requester
         if reason is None:
             return False
-        log.warning("job %s withheld: %s", row.id, reason)
-        await self.queue.withhold(self.worker_id, row.id, reason, reply=row.kind == "mention")
+        log.warning("job %s withheld (%s): %s", row.id, code, reason)
+        await self.queue.withhold(self.worker_id, row.id, code, reason, reply=reply)
         return True
 
     async def _deliver(self, row: Any, adapter: Adapter) -> PostResult | Skipped | None:

@@ -593,9 +593,12 @@ class JobQueue:
         self._transition(job_id, moved[0], moved[1], code)
         return moved[1]
 
-    async def withhold(self, worker_id: str, job_id: int, reason: str, *, reply: bool) -> bool:
-        """replying → withheld: the output check keeps the images back for good (they stay
-        on disk for the operator). With `reply`, a neutral error reply is queued."""
+    async def withhold(
+        self, worker_id: str, job_id: int, code: str, reason: str, *, reply: bool
+    ) -> bool:
+        """replying → withheld: the output check keeps the images back for the operator;
+        `code` says why (`minor_exposure` is never postable). With `reply`, a neutral error
+        reply is queued."""
         now = self._now()
 
         def _withhold(conn: Connection) -> int:
@@ -608,7 +611,7 @@ class JobQueue:
                 )
                 .values(
                     state=JobState.WITHHELD,
-                    error_code="withheld",
+                    error_code=code,
                     error_message=reason,
                     reply_state=ReplyState.PENDING if reply else ReplyState.NONE,
                     reply_attempts=0,
@@ -773,12 +776,13 @@ class JobQueue:
         return await self.db.run(lambda conn: list(conn.execute(query).all()))
 
     async def purge(self, older_than_seconds: float) -> tuple[int, int]:
-        """Delete finished jobs older than the retention and their image files."""
+        """Delete finished jobs older than the retention and their image files. Withheld jobs
+        stay until an operator decided (discarded ones are purged later; evidence never)."""
         cutoff = self._now() - older_than_seconds
         old = and_(
             jobs.c.finished_at.is_not(None),
             jobs.c.finished_at < cutoff,
-            jobs.c.state.in_(JobState.TERMINAL),
+            jobs.c.state.in_(JobState.PURGEABLE),
         )
 
         def _purge(conn: Connection) -> tuple[list[int], list[str]]:

@@ -58,6 +58,8 @@ class JobState:
         WITHHELD,
     )
     TERMINAL = (DONE, REJECTED, FAILED, CANCELLED, WITHHELD)
+    # Retention purges these; `withheld` waits for an operator's decision (or is evidence).
+    PURGEABLE = (DONE, REJECTED, FAILED, CANCELLED)
 
 
 class ReplyState:
@@ -176,6 +178,25 @@ class Job(Base):
             "finished_at",
             sqlite_where=text("finished_at IS NOT NULL"),
             postgresql_where=text("finished_at IS NOT NULL"),
+        ),
+        # The console's review queue and opt-out list (few rows each; see fedibot/console).
+        Index(
+            "ix_jobs_console_withheld",
+            "id",
+            sqlite_where=text("state = 'withheld'"),
+            postgresql_where=text("state = 'withheld'"),
+        ),
+        Index(
+            "ix_jobs_console_failed",
+            "id",
+            sqlite_where=text("state = 'failed'"),
+            postgresql_where=text("state = 'failed'"),
+        ),
+        Index(
+            "ix_jobs_console_opted_out",
+            "requester",
+            sqlite_where=text("error_code = 'opted_out'"),
+            postgresql_where=text("error_code = 'opted_out'"),
         ),
         Index("ix_jobs_requester_created", "requester", "created_at"),
         Index("ix_jobs_domain_created", "requester_domain", "created_at"),

@@ -179,3 +179,51 @@ async def test_withheld_is_a_terminal_state_in_queue_listings(sqlite_db, tmp_pat
     listed = await queue.list_jobs(state=JobState.WITHHELD)
     assert [r.id for r in listed] == [job_id]
     assert not await queue.retry(job_id)  # it stays for the operator; not re-generated
+
+
+async def test_minor_withholding_records_the_code_the_console_refuses_to_post(
+    sqlite_db, tmp_path
+) -> None:
+    from fedibot.queue.review import ReviewError, approve
+
+    adapter = RecordingAdapter()
+    queue, replier = _replier(sqlite_db, tmp_path, adapter)
+    job_id = await _generated_job(queue, tmp_path, "a schoolboy", {"FEET_EXPOSED": 0.25})
+    await replier.process_once()
+    job = await queue.get(job_id)
+    assert (job.state, job.error_code) == (JobState.WITHHELD, "minor_exposure")
+    for decision in ("sensitive", "blur"):
+        with pytest.raises(ReviewError):
+            await approve(queue, job_id, decision, actor="op")
+    assert (await queue.get(job_id)).state == JobState.WITHHELD
+
+
+async def test_all_flagged_under_withhold_is_held_for_review_and_can_be_approved(
+    sqlite_db, tmp_path
+) -> None:
+    from fedibot.queue.review import approve
+
+    adapter = RecordingAdapter()
+    queue, replier = _replier(sqlite_db, tmp_path, adapter, flagged_images="withhold")
+    job_id = await _generated_job(
+        queue, tmp_path, "a statue in a museum", {"BUTTOCKS_EXPOSED": 0.9}, flagged=True
+    )
+    await replier.process_once()
+    job = await queue.get(job_id)
+    assert (job.state, job.error_code) == (JobState.WITHHELD, "flagged_output")
+    assert adapter.posts == []  # nobody is told until the operator decides
+    await approve(queue, job_id, "sensitive", actor="op")
+    await replier.process_once()
+    (post,) = adapter.posts
+    assert len(post.media) == 1 and post.sensitive
+    assert (await queue.get(job_id)).state == JobState.DONE
+
+
+async def test_retention_never_purges_withheld_jobs(sqlite_db, tmp_path) -> None:
+    adapter = RecordingAdapter()
+    queue, replier = _replier(sqlite_db, tmp_path, adapter)
+    job_id = await _generated_job(queue, tmp_path, "a schoolboy", {"FEET_EXPOSED": 0.25})
+    await replier.process_once()
+    assert (await queue.get(job_id)).state == JobState.WITHHELD
+    await queue.purge(older_than_seconds=-10)  # everything finished is "old"
+    assert (await queue.get(job_id)) is not None
