@@ -22,6 +22,8 @@ def doctor(as_json: bool, skip_accounts: bool) -> None:
     config = load_config_or_exit()
     checks: list[dict[str, Any]] = [{"check": "config", "ok": True, "detail": "valid"}]
     checks.append(_check_database(config))
+    if checks[-1]["ok"]:
+        checks.extend(_check_budgets(config))
     if not skip_accounts:
         checks.extend(asyncio.run(_check_accounts(config)))
     checks.append(_check_generator(config))
@@ -66,6 +68,27 @@ def _check_database(config: Any) -> dict[str, Any]:
         }
     finally:
         db.close()
+
+
+def _check_budgets(config: Any) -> list[dict[str, Any]]:
+    """Each account's posting budgets: what is spent, held jobs, when it frees up."""
+    import time
+
+    from fedibot.outbound.budgets import budget_report, config_budgets
+    from fedibot.storage.budgets import BudgetLedger
+    from fedibot.storage.database import Database
+
+    db = Database(config.database.url)
+    try:
+        views = db.run_blocking(
+            lambda conn: BudgetLedger(db)._snapshot(conn, config_budgets(config), time.time())
+        )
+    finally:
+        db.close()
+    return [
+        {"check": f"budget {b['account']} {b['kind']}", "ok": True, "detail": b["summary"]}
+        for b in budget_report(views, time.time())
+    ]
 
 
 async def _check_accounts(config: Any) -> list[dict[str, Any]]:

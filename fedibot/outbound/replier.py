@@ -20,6 +20,7 @@ from fedibot.config.loader import FedibotConfig
 from fedibot.intake.mention_codec import mention_from_dict
 from fedibot.moderation.policy import Policy
 from fedibot.ops import metrics
+from fedibot.outbound.budgets import BudgetGate
 from fedibot.outbound.compose import compose_error, compose_result, compose_text
 from fedibot.queue.jobs import JobQueue
 from fedibot.storage.models import JobState
@@ -27,6 +28,9 @@ from fedibot.storage.models import JobState
 log = logging.getLogger("fedibot.outbound.replier")
 
 CampaignPoster = Callable[[Any, list[Any], Adapter], Any]
+
+# A held job whose promised time has passed by this much gets one follow-up notice.
+FOLLOWUP_GRACE_SECONDS = 60.0
 
 
 class Replier:
@@ -40,6 +44,8 @@ class Replier:
         usage: str = "",
         worker_id: str = "replier",
         campaign_poster: CampaignPoster | None = None,
+        gate: BudgetGate | None = None,
+        wait_for_start: bool = False,
     ) -> None:
         self.queue = queue
         self.adapters = adapters
@@ -48,6 +54,12 @@ class Replier:
         self.usage = usage
         self.worker_id = worker_id
         self.campaign_poster = campaign_poster
+        self.gate = gate or BudgetGate(None)
+        # `fedibot run` starts the adapters in their listener tasks: a reply waits until its
+        # account has started (`mark_ready`) instead of reaching an adapter mid-start.
+        self._wait_for_start = wait_for_start
+        self._ready: dict[str, asyncio.Event] = {}
+        self.start_wait_seconds = 30.0
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
         queue.add_listener(self._on_change)
@@ -55,6 +67,18 @@ class Replier:
     def _on_change(self, state: str) -> None:
         if state in (JobState.GENERATED, JobState.REJECTED, JobState.FAILED):
             self._wake.set()
+
+    def mark_ready(self, account: str) -> None:
+        """The adapter of `account` finished `start()`: its replies may go."""
+        self._ready.setdefault(account, asyncio.Event()).set()
+
+    async def _started(self, account: str) -> bool:
+        if not self._wait_for_start:
+            return True
+        ready = self._ready.setdefault(account, asyncio.Event())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(ready.wait(), timeout=self.start_wait_seconds)
+        return ready.is_set()
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -112,9 +136,20 @@ class Replier:
                 retry_after=300,
             )
             return
+        if not await self._started(row.bot_account):
+            await self.queue.reply_failed(
+                self.worker_id,
+                row.id,
+                "account_starting",
+                f"account {row.bot_account!r} has not started yet",
+                retryable=True,
+                retry_after=5,
+            )
+            return
         try:
             remote = await self._deliver(row, adapter)
         except RemoteGone as err:
+            await self.gate.release(row)
             await self.queue.reply_failed(
                 self.worker_id, row.id, err.code, str(err), retryable=False, gone=True
             )
@@ -132,6 +167,7 @@ class Replier:
         except PermanentError as err:
             metrics.ADAPTER_ERRORS.labels(account=row.bot_account, kind="permanent").inc()
             log.warning("job %s: the server refused the reply: %s", row.id, err)
+            await self.gate.release(row)
             await self.queue.reply_failed(
                 self.worker_id, row.id, err.code, str(err), retryable=False
             )
@@ -177,46 +213,70 @@ class Replier:
             raise RemoteGone(f"request {mention.remote_id} was deleted before the reply")
         images = await self.queue.images(row.id)
         post = compose_result(row, images, mention, self.config, blur=self._blur)
-        return await self._post(adapter, post, row)
+        gridded = await self.gate.maybe_grid(row, adapter, post)
+        if gridded is not post and not (row.params or {}).get("grid"):
+            await self.queue.update_params(row.id, {"grid": True})  # keep it on a retry
+        return await self._post(adapter, gridded, row)
 
     async def _tell_about_wait(self, row: Any, adapter: Adapter, wait: float | None) -> None:
         """A requester whose images wait on the server's rate limit for long is told, once,
-        roughly how long (e.g. Lemmy's default budget is 6 images an hour)."""
+        roughly how long (e.g. Lemmy's default budget is 6 images an hour); if that time
+        passes and the images are still held, once more (never a third time)."""
         threshold = self.config.replies.notify_wait_seconds
+        params = row.params or {}
         if (
             not threshold
             or wait is None
-            or wait < threshold
             or row.kind != "mention"
             or row.state != JobState.REPLYING
-            or (row.params or {}).get("wait_notice_sent")
+            or params.get("wait_followup_sent")
         ):
             return
-        mention = mention_from_dict(row.request)
+        now = self.queue.settings.clock()
+        promised = params.get("wait_notice_due_at")
         minutes = max(1, round(wait / 60))
-        text = (
-            f"Your images are ready, but this server only lets me post a few per hour. "
-            f"They will follow in about {minutes} minute{'s' if minutes != 1 else ''}."
-        )
+        about = f"about {minutes} minute{'s' if minutes != 1 else ''}"
+        if not params.get("wait_notice_sent"):
+            if wait < threshold:
+                return
+            text = (
+                f"Your images are ready, but this server only lets me post a few per hour. "
+                f"They will follow in {about}."
+            )
+            suffix, notes = "-wait", {"wait_notice_sent": True, "wait_notice_due_at": now + wait}
+        elif promised is not None and now >= float(promised) + FOLLOWUP_GRACE_SECONDS:
+            text = (
+                f"Sorry, your images are taking longer than I said: the server's posting limit "
+                f"still holds them. They should follow in {about}."
+            )
+            suffix, notes = "-wait2", {"wait_followup_sent": True}
+        else:
+            return
+        mention = mention_from_dict(row.request)
         post = compose_text(row, mention, text)
-        post = dataclasses.replace(post, idempotency_key=f"fedibot-job-{row.id}-wait")
+        post = dataclasses.replace(post, idempotency_key=f"fedibot-job-{row.id}{suffix}")
         try:
             notice = await adapter.post(post)
         except Exception as exc:  # the notice is a courtesy: never let it block the reply
             log.info("job %s: could not post the wait notice: %s", row.id, exc)
             return
-        await self.queue.update_params(
-            row.id, {"wait_notice_sent": True, "wait_notice_id": notice.remote_id}
-        )
+        with contextlib.suppress(Exception):
+            await self.gate.record(row, adapter, post)
+        key = "wait_notice_id" if suffix == "-wait" else "wait_followup_id"
+        await self.queue.update_params(row.id, {**notes, key: notice.remote_id})
 
     async def _post(self, adapter: Adapter, post: OutgoingPost, row: Any) -> PostResult:
         if row.reply_attempts > 1:  # we may have posted before crashing: look first
             existing = await adapter.find_existing_reply(post)
-            notice_id = (row.params or {}).get("wait_notice_id")
-            if existing is not None and existing.remote_id != notice_id:
+            params = row.params or {}
+            notices = {params.get("wait_notice_id"), params.get("wait_followup_id")}
+            if existing is not None and existing.remote_id not in notices:
                 log.info("job %s: found the reply posted before a restart", row.id)
                 return existing
-        return await adapter.post(post)
+        since = await self.gate.acquire(row, adapter, post)
+        result = await adapter.post(post)
+        await self.gate.settle(row, since)
+        return result
 
     def _blur(self, path: Any) -> Any:
         from fedibot.moderation.policy import blur_image
