@@ -152,3 +152,55 @@ async def test_a_reply_ready_at_start_waits_for_the_adapters_start(
     assert "call start() first" not in caplog.text
     assert "posting failed unexpectedly" not in caplog.text
     assert len(replies_to(fake, request)) == 1
+
+
+class ManualClock:
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_a_held_job_gets_one_follow_up_notice_when_its_promised_time_passes(
+    fake: HoldingMastodon, apps: Apps
+) -> None:
+    clock = ManualClock()
+    app = await apps.start(clock=clock, replies={"notify_wait_seconds": 60, "grid": "never"})
+    adapter = app.adapters["main"]
+    adapter.budgets["media"] = adapter.budgets["media"].model_copy(  # type: ignore[attr-defined]
+        update={"limit": 1, "per_seconds": 600}
+    )
+    first = fake.mention("alice@remote.example", "a red kite")["id"]
+    await eventually(lambda: replies_to(fake, first), timeout=60)
+
+    second = fake.mention("bob@remote.example", "a blue kite")["id"]
+    [notice] = await eventually(lambda: replies_to(fake, second), timeout=60)
+    assert "about 10 minutes" in notice["content"] and not notice["media_attachments"]
+    job = await eventually(lambda: app.queue.find("mastodon", "main", second))
+    await eventually(lambda: _held(app, job.id))
+
+    # The promised time passes, and the upload then fails: one follow-up, no more.
+    fake.fail_next("/api/v2/media", 503, times=1)
+    clock.now += 700
+    app.replier._wake.set()
+    notices = await eventually(lambda: replies_to(fake, second)[1:], timeout=60)
+    assert "taking longer" in notices[0]["content"]
+    await eventually(lambda: _held(app, job.id))
+    # The failed attempt spent its upload slot (the server counts refused requests too):
+    # the next one is free a period later.
+    clock.now += 600
+    app.replier._wake.set()
+    await eventually(
+        lambda: [r for r in replies_to(fake, second) if r["media_attachments"]], timeout=60
+    )
+    await settled(app)
+    texts = [r for r in replies_to(fake, second) if not r["media_attachments"]]
+    assert len(texts) == 2  # the notice and one follow-up
+    row = await app.queue.get(job.id)
+    assert row is not None and row.params["wait_followup_sent"] is True
+
+
+async def _held(app: App, job_id: int) -> bool:
+    row = await app.queue.get(job_id)
+    return row is not None and row.state == "generated" and row.reply_attempts >= 1
