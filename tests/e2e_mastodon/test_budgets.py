@@ -24,7 +24,6 @@ from fedibot.ops.metrics import REGISTRY, record_budgets
 from tests.e2e_mastodon.conftest import (
     Apps,
     HoldingMastodon,
-    app_config,
     eventually,
     raw_config,
     replies_to,
