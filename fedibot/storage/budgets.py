@@ -18,17 +18,17 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Connection, and_, delete, insert, or_, select, update
+from sqlalchemy import Connection, Table, and_, delete, insert, or_, select, update
 
 from federation.budgets import BudgetLimit, ServerHint, plan_slots
 from fedibot.storage.database import Database
 from fedibot.storage.models import BudgetSlot, BudgetState, Job, JobState, ReplyState
 
-slots = BudgetSlot.__table__
-states = BudgetState.__table__
-jobs = Job.__table__
+slots = cast(Table, BudgetSlot.__table__)
+states = cast(Table, BudgetState.__table__)
+jobs = cast(Table, Job.__table__)
 
 # A reservation nobody came back for within a whole period is dropped (the job is gone).
 _ENDED = (JobState.DONE, JobState.CANCELLED)
