@@ -60,6 +60,7 @@ class Replier:
         self._wait_for_start = wait_for_start
         self._ready: dict[str, asyncio.Event] = {}
         self.start_wait_seconds = 30.0
+        self._spent_since: dict[int, float] = {}
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
         queue.add_listener(self._on_change)
@@ -186,6 +187,11 @@ class Replier:
                 remote.remote_id if remote else None,
                 remote.url if remote else None,
             )
+        finally:
+            since = self._spent_since.pop(row.id, None)
+            if since is not None:
+                with contextlib.suppress(Exception):
+                    await self.gate.settle(row, since)
 
     async def _deliver(self, row: Any, adapter: Adapter) -> PostResult | object | None:
         if row.kind == "campaign":
@@ -275,7 +281,8 @@ class Replier:
                 return existing
         since = await self.gate.acquire(row, adapter, post)
         result = await adapter.post(post)
-        await self.gate.settle(row, since)
+        if since is not None:  # dated once the reply is recorded (nothing in between)
+            self._spent_since[row.id] = since
         return result
 
     def _blur(self, path: Any) -> Any:
