@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from federation.base import CursorStore, MentionSink
+from federation.budgets import BudgetLimit, ServerHint, slower
 from federation.errors import (
     AdapterError,
     AuthError,
@@ -134,6 +135,11 @@ class SlidingWindow:
     def record(self) -> None:
         self._events.append(self._clock())
 
+    @property
+    def blocked_until(self) -> float:
+        """Until when (on this window's clock) the server refused everything."""
+        return self._blocked_until
+
     def block(self, seconds: float) -> None:
         """The server said no: hold off `seconds` whatever our own count says."""
         self._blocked_until = max(self._blocked_until, self._clock() + seconds)
@@ -180,10 +186,7 @@ class LemmyAdapter:
         self.me: Account | None = None
         self._me_id = 0
         self._me_domain = ""
-        self.limits = RateLimits()
-        self._comments = SlidingWindow(*self.limits.comment)
-        self._images = SlidingWindow(*self.limits.image)
-        self._messages = SlidingWindow(*self.limits.message)
+        self._set_limits(RateLimits())
         self._backoff = IdleBackoff(config.poll_interval_seconds, config.max_poll_interval_seconds)
         self._unacked: set[tuple[str, int]] = set()  # delivered, but marking read failed
         self._uploads: OrderedDict[tuple[str, int, int], str] = OrderedDict()
@@ -240,10 +243,50 @@ class LemmyAdapter:
         raise PermanentError(f"lemmy account {self.name!r}: no Lemmy API at {self._base} ({last})")
 
     def _set_limits(self, limits: RateLimits) -> None:
+        """The site's `local_site_rate_limit`; `[accounts.budgets]` may only be stricter."""
         self.limits = limits
-        self._comments = SlidingWindow(*limits.comment)
-        self._images = SlidingWindow(*limits.image)
-        self._messages = SlidingWindow(*limits.message)
+        configured = self.config.budgets
+        self.budgets = {
+            kind: slower(BudgetLimit(limit=count, per_seconds=window), getattr(configured, kind))
+            for kind, (count, window) in (
+                ("comments", limits.comment),
+                ("media", limits.image),
+                ("messages", limits.message),
+            )
+        }
+        self._comments = SlidingWindow(
+            self.budgets["comments"].limit, self.budgets["comments"].per_seconds
+        )
+        self._images = SlidingWindow(self.budgets["media"].limit, self.budgets["media"].per_seconds)
+        self._messages = SlidingWindow(
+            self.budgets["messages"].limit, self.budgets["messages"].per_seconds
+        )
+
+    # --- budgets (federation.budgets) ----------------------------------------------------
+
+    def budget_limits(self) -> dict[str, BudgetLimit]:
+        return dict(self.budgets)
+
+    def budget_cost(self, post: OutgoingPost) -> dict[str, int]:
+        cost = {"messages" if _is_pm(post) else "comments": 1}
+        images = len(self._missing_uploads(post.media))
+        if images:
+            cost["media"] = images
+        return cost
+
+    def budget_hints(self) -> dict[str, ServerHint]:
+        """A refusal (`rate_limit_error` / 429) blocks a bucket until a slot frees."""
+        now, wall = time.monotonic(), time.time()
+        hints = {}
+        for kind, window in (
+            ("comments", self._comments),
+            ("media", self._images),
+            ("messages", self._messages),
+        ):
+            blocked = window.blocked_until
+            if blocked > now:
+                hints[kind] = ServerHint(remaining=0, reset_at=wall + blocked - now)
+        return hints
 
     # --- HTTP ----------------------------------------------------------------------------
 

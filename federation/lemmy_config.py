@@ -7,6 +7,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from federation.budgets import BudgetsConfig
+
 
 class LemmyAccountConfig(BaseModel):
     """One bot account on a Lemmy instance (0.19 `/api/v3` or 1.0 `/api/v4`, detected)."""
@@ -31,6 +33,11 @@ class LemmyAccountConfig(BaseModel):
     )
     request_timeout_seconds: float = Field(
         30, gt=0, le=600, description="Total timeout of one HTTP request."
+    )
+    budgets: BudgetsConfig = Field(
+        default_factory=BudgetsConfig,
+        description="Posting budgets (comments, media, messages) below the site's own limits; "
+        "see docs/budgets.md.",
     )
 
     @field_validator("base_url")

@@ -40,6 +40,13 @@ from mastodon.errors import (
 from mastodon.streaming import StreamListener
 
 from federation.base import CursorStore, MentionSink
+from federation.budgets import (
+    MASTODON_DEFAULTS,
+    BudgetLimit,
+    ServerHint,
+    effective_limits,
+    lowered,
+)
 from federation.errors import AdapterError, AuthError, PermanentError, RemoteGone, TransientError
 from federation.html_text import html_to_text
 from federation.mastodon_config import MastodonAccountConfig
@@ -291,9 +298,11 @@ class MastodonAdapter:
         self._bot_id: str | None = None
         self.local_domain = domain_of(config.base_url) or "localhost"
         self.limits = InstanceLimits()
-        # Statuses: the account budget the server announces; media: 30 per 30 minutes.
-        self.status_budget = Budget("statuses", None, None)
-        self.media_budget = Budget("media", 30, 30 * 60)
+        # Posting budgets: Mastodon's defaults or `[accounts.budgets]` (federation/budgets.py).
+        self.budgets = effective_limits(MASTODON_DEFAULTS, config.budgets)
+        statuses, media = self.budgets["statuses"], self.budgets["media"]
+        self.status_budget = Budget("statuses", statuses.limit, statuses.per_seconds)
+        self.media_budget = Budget("media", media.limit, media.per_seconds)
         self.api_budget = Budget("api", None, None)
         self._failures = Backoff(base=2.0, cap=300.0)
         self.reconnect_backoff = Backoff(base=1.0, cap=120.0)
@@ -457,6 +466,29 @@ class MastodonAdapter:
             )
         except PermanentError as exc:
             log.warning("%s: cannot accept private mentions from strangers: %s", self.name, exc)
+
+    # ----------------------------------------------------------- budgets (federation.budgets)
+
+    def budget_limits(self) -> dict[str, BudgetLimit]:
+        return {
+            "statuses": lowered(self.budgets["statuses"], self.status_budget.server_limit),
+            "media": lowered(self.budgets["media"], self.media_budget.server_limit),
+        }
+
+    def budget_cost(self, post: OutgoingPost) -> dict[str, int]:
+        cost = {"statuses": 1}
+        if post.media:
+            cost["media"] = len(post.media)
+        return cost
+
+    def budget_hints(self) -> dict[str, ServerHint]:
+        now = time.time()
+        hints = {}
+        for kind, budget in (("statuses", self.status_budget), ("media", self.media_budget)):
+            limit, remaining, reset_in = budget.server_view()
+            reset_at = None if reset_in is None else now + reset_in
+            hints[kind] = ServerHint(limit=limit, remaining=remaining, reset_at=reset_at)
+        return hints
 
     def _require_started(self) -> str:
         if self._bot_id is None:

@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
+from federation.budgets import BudgetsConfig
+
 
 class MastodonAccountConfig(BaseModel):
     """One `[[accounts]]` entry with `platform = "mastodon"`."""
@@ -44,6 +46,10 @@ class MastodonAccountConfig(BaseModel):
     )
     request_timeout_seconds: float = Field(
         30, gt=0, le=600, description="Timeout of one HTTP request to the server."
+    )
+    budgets: BudgetsConfig = Field(
+        default_factory=BudgetsConfig,
+        description="Posting budgets per kind (statuses, media); see docs/budgets.md.",
     )
 
     @field_validator("base_url")

@@ -175,6 +175,7 @@ class Budget:
         self._calls: deque[float] = deque()
         self._server_remaining: int | None = None
         self._server_reset_at: float | None = None  # on our clock
+        self.server_limit: int | None = None  # the last `X-RateLimit-Limit` seen
 
     # -- learning ------------------------------------------------------------------------
 
@@ -188,6 +189,8 @@ class Budget:
         """Take in what the server said about this bucket in a response."""
         if info is None:
             return
+        if info.limit is not None:
+            self.server_limit = info.limit
         if info.remaining is not None:
             self._server_remaining = info.remaining
         if info.reset_in is not None:
@@ -223,6 +226,13 @@ class Budget:
                     # The calls that must age out first; the last of them decides.
                     waits.append(self._calls[overflow - 1] + self.period - now)
         return max(waits)
+
+    def server_view(self) -> tuple[int | None, int | None, float | None]:
+        """(limit, remaining, seconds until reset) as the server last said (None: unknown)."""
+        self.wait_for(0)
+        reset_at = self._server_reset_at
+        reset_in = None if reset_at is None else max(0.0, reset_at - self._clock())
+        return self.server_limit, self._server_remaining, reset_in
 
     @property
     def remaining(self) -> int | None:

@@ -18,10 +18,13 @@ from fedibot.intake.grammar import PromptRules, usage_text
 from fedibot.intake.ingest import Ingest
 from fedibot.moderation.policy import Policy
 from fedibot.moderation.prompt_filter import PromptFilter
+from fedibot.ops.metrics import record_budgets
 from fedibot.ops.server import OpsServer, record_queue_depth
+from fedibot.outbound.budgets import BudgetGate
 from fedibot.outbound.post_once import PostOnce
 from fedibot.outbound.replier import Replier
 from fedibot.queue.jobs import JobQueue, QueueSettings
+from fedibot.storage.budgets import BudgetLedger
 from fedibot.storage.cursors import DbCursorStore
 from fedibot.storage.database import Database
 from fedibot.storage.migrate import upgrade
@@ -108,6 +111,8 @@ class App:
             worker_id=worker_name("replier"),
             campaign_poster=self._post_campaign,
             outbound=self.outbound,
+            gate=BudgetGate(BudgetLedger(self.db, clock), config.replies.grid),
+            wait_for_start=True,
         )
         self._service = service
         self.worker: Any = None
@@ -118,6 +123,7 @@ class App:
         self._tasks: list[asyncio.Task[Any]] = []
         self._stopping = asyncio.Event()
         self.started = asyncio.Event()
+        self.db_clock = clock
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -152,7 +158,11 @@ class App:
         await self._stopping.wait()
         await self.stop()
 
-    def request_stop(self) -> None:
+    def request_stop(self, signame: str | None = None) -> None:
+        if signame and not self._stopping.is_set():
+            log.warning(
+                "%s received: stopping (finishing the current batch, then closing)", signame
+            )
         self._stopping.set()
 
     async def stop(self) -> None:
@@ -181,6 +191,7 @@ class App:
         if self._service is not None and hasattr(self._service, "close"):
             await asyncio.to_thread(self._service.close)
         await self.db.dispose()
+        log.info("fedibot stopped: orderly shutdown complete")
 
     def _spawn(self, coro: Awaitable[Any], name: str) -> None:
         task = asyncio.ensure_future(coro)
@@ -196,6 +207,7 @@ class App:
             try:
                 me = await adapter.start()
                 log.info("account %s is %s", name, me.acct)
+                self.replier.mark_ready(name)
                 delay = 1.0
                 await adapter.listen(self.ingest)
             except asyncio.CancelledError:
@@ -264,6 +276,8 @@ class App:
             try:
                 await self.queue.requeue_expired()
                 record_queue_depth(await self.queue.stats())
+                if self.replier.gate.ledger is not None:
+                    record_budgets(await self.replier.gate.ledger.snapshot(), self.db_clock())
             except Exception:
                 log.exception("maintenance pass failed")
             await asyncio.sleep(5)

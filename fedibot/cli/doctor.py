@@ -26,6 +26,7 @@ def doctor(as_json: bool, skip_accounts: bool) -> None:
         fediseer_check = _check_fediseer(config)
         if fediseer_check is not None:
             checks.append(fediseer_check)
+        checks.extend(_check_budgets(config))
     if not skip_accounts:
         checks.extend(asyncio.run(_check_accounts(config)))
     checks.append(_check_generator(config))
@@ -119,6 +120,27 @@ def _check_fediseer(config: Any) -> dict[str, Any] | None:
         "ok": True,
         "detail": f"last sync #{run.id} {run.status} at {when}",
     }
+
+
+def _check_budgets(config: Any) -> list[dict[str, Any]]:
+    """Each account's posting budgets: what is spent, held jobs, when it frees up."""
+    import time
+
+    from fedibot.outbound.budgets import budget_report, config_budgets
+    from fedibot.storage.budgets import BudgetLedger
+    from fedibot.storage.database import Database
+
+    db = Database(config.database.url)
+    try:
+        views = db.run_blocking(
+            lambda conn: BudgetLedger(db)._snapshot(conn, config_budgets(config), time.time())
+        )
+    finally:
+        db.close()
+    return [
+        {"check": f"budget {b['account']} {b['kind']}", "ok": True, "detail": b["summary"]}
+        for b in budget_report(views, time.time())
+    ]
 
 
 async def _check_accounts(config: Any) -> list[dict[str, Any]]:

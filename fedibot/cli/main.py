@@ -4,6 +4,7 @@ SQLAlchemy or Mastodon.py."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 from typing import Any
 
@@ -50,7 +51,7 @@ def run(no_worker: bool) -> None:
         app = App(config, with_worker=not no_worker)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, app.request_stop)
+            loop.add_signal_handler(sig, app.request_stop, sig.name)
         if not config.accounts:
             click.echo(
                 "No [[accounts]] in the config: nothing to listen to; the worker and the "
@@ -96,6 +97,9 @@ def worker(exit_when_empty: bool) -> None:
         finally:
             await asyncio.to_thread(service.close)
             await db.dispose()
+            logging.getLogger("fedibot.worker").info(
+                "fedibot worker stopped: orderly shutdown complete"
+            )
 
     run_async(_main())
 
@@ -174,15 +178,25 @@ def queue() -> None:
 @queue.command("stats")
 @click.option("--json", "as_json", is_flag=True)
 def queue_stats(as_json: bool) -> None:
-    """Jobs per state."""
+    """Jobs per state, and each account's posting budget: held jobs and when it frees up."""
+    import time
+
+    from fedibot.outbound.budgets import budget_report, config_budgets
+    from fedibot.storage.budgets import BudgetLedger
+
     config = load_config_or_exit()
     q = _open_queue(config)
     stats = run_async(q.stats())
+    views = run_async(BudgetLedger(q.db).snapshot(config_budgets(config)))
     q.db.close()
+    budgets = budget_report(views, time.time())
     if as_json:
-        print_json(stats)
+        print_json({**stats, "budgets": budgets})
         return
     print_table(make_table("jobs per state", ("state", "jobs"), stats.items()))
+    if budgets:
+        rows = [(b["account"], b["kind"], b["summary"]) for b in budgets]
+        print_table(make_table("posting budgets", ("account", "kind", "budget"), rows))
 
 
 @queue.command("list")

@@ -105,6 +105,11 @@ class RepliesConfig(BaseModel):
         description="tell a requester once when the server's rate limit holds their images back"
         " longer than this; 0 never tells",
     )
+    grid: Literal["never", "when_short", "always"] = Field(
+        "when_short",
+        description="post several images as ONE grid image (one upload): never, when the "
+        "account's media budget would hold the separate uploads back, or always",
+    )
 
 
 class ServerConfig(BaseModel):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 REGISTRY = CollectorRegistry()
@@ -39,3 +42,58 @@ MENTIONS_RECEIVED = Counter(
     ["account"],
     registry=REGISTRY,
 )
+BUDGET_LIMIT = Gauge(
+    "fedibot_budget_limit",
+    "Posting budget: requests allowed per period, per account and kind",
+    ["account", "kind"],
+    registry=REGISTRY,
+)
+BUDGET_PERIOD = Gauge(
+    "fedibot_budget_period_seconds",
+    "Posting budget: the period of the limit",
+    ["account", "kind"],
+    registry=REGISTRY,
+)
+BUDGET_SPENT = Gauge(
+    "fedibot_budget_spent",
+    "Posting budget: requests spent in the current period",
+    ["account", "kind"],
+    registry=REGISTRY,
+)
+BUDGET_RESERVED = Gauge(
+    "fedibot_budget_reserved",
+    "Posting budget: requests reserved for held jobs",
+    ["account", "kind"],
+    registry=REGISTRY,
+)
+BUDGET_HELD_JOBS = Gauge(
+    "fedibot_budget_held_jobs",
+    "Jobs the posting budget holds back",
+    ["account", "kind"],
+    registry=REGISTRY,
+)
+BUDGET_NEXT_FREE = Gauge(
+    "fedibot_budget_next_free_seconds",
+    "Seconds until one more request fits the budget (0: now)",
+    ["account", "kind"],
+    registry=REGISTRY,
+)
+BUDGET_FREES_UP = Gauge(
+    "fedibot_budget_frees_up_seconds",
+    "Seconds until every held job has its slots (0: none held)",
+    ["account", "kind"],
+    registry=REGISTRY,
+)
+
+
+def record_budgets(views: Iterable[Any], now: float) -> None:
+    """Refresh the budget gauges from `BudgetLedger.snapshot()`."""
+    for v in views:
+        labels = {"account": v.account, "kind": v.kind}
+        BUDGET_LIMIT.labels(**labels).set(v.limit)
+        BUDGET_PERIOD.labels(**labels).set(v.per_seconds)
+        BUDGET_SPENT.labels(**labels).set(v.spent)
+        BUDGET_RESERVED.labels(**labels).set(v.reserved)
+        BUDGET_HELD_JOBS.labels(**labels).set(len(v.held_jobs))
+        BUDGET_NEXT_FREE.labels(**labels).set(max(0.0, v.next_free_at - now))
+        BUDGET_FREES_UP.labels(**labels).set(max(0.0, v.frees_up_at - now) if v.frees_up_at else 0)

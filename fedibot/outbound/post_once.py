@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, cast
@@ -46,9 +46,14 @@ class PostKind(StrEnum):
 
     RESULT = "result"  # the images
     WAIT = "wait"  # "your images will follow in about N minutes"
+    WAIT_AGAIN = "wait_again"  # the one follow-up when that promised time has passed
     ERROR = "error"  # an error or refusal reply
     HELP = "help"  # the usage text
     CAMPAIGN = "campaign"  # a campaign run's status
+
+
+#: courtesy notices: never mistaken for the result, never looked for before their first try
+NOTICE_KINDS = frozenset({PostKind.WAIT, PostKind.WAIT_AGAIN})
 
 
 class IntentState(StrEnum):
@@ -182,6 +187,11 @@ class PostOnce:
             return None
         return PostResult(remote_id=intent.remote_id, url=intent.url)
 
+    async def uploaded(self, job_id: int, kind: str) -> int:
+        """How many images an earlier attempt of (job, kind) already uploaded."""
+        intent = await self.store.get(job_id, kind)
+        return len(intent.media_refs) if intent is not None else 0
+
     async def send(
         self,
         adapter: Adapter,
@@ -191,12 +201,15 @@ class PostOnce:
         *,
         request: Visibility | None = None,
         maybe_posted: bool = False,
+        before_post: Callable[[], Awaitable[None]] | None = None,
     ) -> PostResult:
         """Post `post` for (job, kind) unless it is already on the server.
 
         `request`: the visibility of the request answered (replies); the post is never wider
         than `reply_visibility(request)`. `maybe_posted`: look on the server even on the first
         attempt recorded here (a job whose earlier attempts predate this table).
+        `before_post`: awaited once nothing was found, right before uploading and posting
+        (the posting budget: it may raise `TransientError` to hold the post).
         """
         key = await self.key(job_id, kind)
         visibility = post.visibility
@@ -218,6 +231,8 @@ class PostOnce:
                 log.info("job %s: found its %s posted before a restart", job_id, kind)
                 await self.store.mark_posted(intent.id, found)
                 return found
+        if before_post is not None:
+            await before_post()
         refs = await self._uploads(adapter, intent, post)
         result = await adapter.post(dataclasses.replace(post, media_refs=tuple(refs)))
         await self.store.mark_posted(intent.id, result)

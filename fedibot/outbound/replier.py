@@ -28,14 +28,18 @@ from fedibot.moderation.output_check import (
 )
 from fedibot.moderation.policy import Policy
 from fedibot.ops import metrics
+from fedibot.outbound.budgets import BudgetGate
 from fedibot.outbound.compose import compose_error, compose_result, compose_text
-from fedibot.outbound.post_once import PostKind, PostOnce
+from fedibot.outbound.post_once import NOTICE_KINDS, PostKind, PostOnce
 from fedibot.queue.jobs import JobQueue
 from fedibot.storage.models import JobState
 
 log = logging.getLogger("fedibot.outbound.replier")
 
 CampaignPoster = Callable[[Any, list[Any], Adapter], Any]
+
+# A held job whose promised time has passed by this much gets one follow-up notice.
+FOLLOWUP_GRACE_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,8 @@ class Replier:
         worker_id: str = "replier",
         campaign_poster: CampaignPoster | None = None,
         outbound: PostOnce | None = None,
+        gate: BudgetGate | None = None,
+        wait_for_start: bool = False,
     ) -> None:
         self.queue = queue
         self.adapters = adapters
@@ -67,6 +73,13 @@ class Replier:
         self.worker_id = worker_id
         self.campaign_poster = campaign_poster
         self.outbound = outbound or PostOnce(queue.db, queue.settings.clock)
+        self.gate = gate or BudgetGate(None)
+        # `fedibot run` starts the adapters in their listener tasks: a reply waits until its
+        # account has started (`mark_ready`) instead of reaching an adapter mid-start.
+        self._wait_for_start = wait_for_start
+        self._ready: dict[str, asyncio.Event] = {}
+        self.start_wait_seconds = 30.0
+        self._spent_since: dict[int, float] = {}
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
         queue.add_listener(self._on_change)
@@ -74,6 +87,18 @@ class Replier:
     def _on_change(self, state: str) -> None:
         if state in (JobState.GENERATED, JobState.REJECTED, JobState.FAILED, JobState.WITHHELD):
             self._wake.set()
+
+    def mark_ready(self, account: str) -> None:
+        """The adapter of `account` finished `start()`: its replies may go."""
+        self._ready.setdefault(account, asyncio.Event()).set()
+
+    async def _started(self, account: str) -> bool:
+        if not self._wait_for_start:
+            return True
+        ready = self._ready.setdefault(account, asyncio.Event())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(ready.wait(), timeout=self.start_wait_seconds)
+        return ready.is_set()
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -145,9 +170,20 @@ class Replier:
                 retry_after=300,
             )
             return
+        if not await self._started(row.bot_account):
+            await self.queue.reply_failed(
+                self.worker_id,
+                row.id,
+                "account_starting",
+                f"account {row.bot_account!r} has not started yet",
+                retryable=True,
+                retry_after=5,
+            )
+            return
         try:
             remote = await self._deliver(row, adapter)
         except RemoteGone as err:
+            await self.gate.release(row)
             await self.queue.reply_failed(
                 self.worker_id, row.id, err.code, str(err), retryable=False, gone=True
             )
@@ -165,6 +201,7 @@ class Replier:
         except PermanentError as err:
             metrics.ADAPTER_ERRORS.labels(account=row.bot_account, kind="permanent").inc()
             log.warning("job %s: the server refused the reply: %s", row.id, err)
+            await self.gate.release(row)
             await self.queue.reply_failed(
                 self.worker_id, row.id, err.code, str(err), retryable=False
             )
@@ -183,6 +220,11 @@ class Replier:
                 remote.remote_id if remote else None,
                 remote.url if remote else None,
             )
+        finally:
+            since = self._spent_since.pop(row.id, None)
+            if since is not None:
+                with contextlib.suppress(Exception):
+                    await self.gate.settle(row, since)
 
     async def _withheld(self, row: Any, images: list[Any]) -> bool:
         """The output rules: True when the job was withheld for the operator instead."""
@@ -235,50 +277,92 @@ class Replier:
         if await self._withheld(row, images):
             return Skipped("withheld")
         post = compose_result(row, images, mention, self.config, blur=self._blur, escape=escape)
+        if not await self.outbound.uploaded(row.id, PostKind.RESULT):
+            # grid or not is decided before the first upload and kept for every retry
+            gridded = await self.gate.maybe_grid(row, adapter, post)
+            if gridded is not post and not (row.params or {}).get("grid"):
+                await self.queue.update_params(row.id, {"grid": True})
+            post = gridded
+        elif (row.params or {}).get("grid"):
+            post = await self.gate.maybe_grid(row, adapter, post)
         return await self._post(adapter, post, row, PostKind.RESULT)
 
     async def _tell_about_wait(self, row: Any, adapter: Adapter, wait: float | None) -> None:
         """A requester whose images wait on the server's rate limit for long is told, once,
-        roughly how long (e.g. Lemmy's default budget is 6 images an hour)."""
+        roughly how long (e.g. Lemmy's default budget is 6 images an hour); if that time
+        passes and the images are still held, once more (never a third time)."""
         threshold = self.config.replies.notify_wait_seconds
+        params = row.params or {}
         if (
             not threshold
             or wait is None
-            or wait < threshold
             or row.kind != "mention"
             or row.state != JobState.REPLYING
-            or (row.params or {}).get("wait_notice_sent")
+            or params.get("wait_followup_sent")
         ):
             return
-        mention = mention_from_dict(row.request)
+        now = self.queue.settings.clock()
+        promised = params.get("wait_notice_due_at")
         minutes = max(1, round(wait / 60))
-        text = (
-            f"Your images are ready, but this server only lets me post a few per hour. "
-            f"They will follow in about {minutes} minute{'s' if minutes != 1 else ''}."
-        )
+        about = f"about {minutes} minute{'s' if minutes != 1 else ''}"
+        if not params.get("wait_notice_sent"):
+            if wait < threshold:
+                return
+            text = (
+                f"Your images are ready, but this server only lets me post a few per hour. "
+                f"They will follow in {about}."
+            )
+            kind, notes = (
+                PostKind.WAIT,
+                {"wait_notice_sent": True, "wait_notice_due_at": now + wait},
+            )
+        elif promised is not None and now >= float(promised) + FOLLOWUP_GRACE_SECONDS:
+            text = (
+                f"Sorry, your images are taking longer than I said: the server's posting limit "
+                f"still holds them. They should follow in {about}."
+            )
+            kind = PostKind.WAIT_AGAIN
+            notes = {"wait_followup_sent": True}
+        else:
+            return
+        mention = mention_from_dict(row.request)
+        post = compose_text(row, mention, text)
         try:  # the notice is a courtesy: never let it block the reply
-            if await self.outbound.posted(row.id, PostKind.WAIT) is not None:
-                return  # posted; recording it in the job's params failed last time
-            notice = await self._post(adapter, compose_text(row, mention, text), row, PostKind.WAIT)
-            await self.queue.update_params(
-                row.id, {"wait_notice_sent": True, "wait_notice_id": notice.remote_id}
+            notice = await self.outbound.send(
+                adapter, int(row.id), kind, post, request=_request_visibility(row)
             )
         except Exception as exc:
             log.info("job %s: could not post the wait notice: %s", row.id, exc)
+            return
+        with contextlib.suppress(Exception):
+            await self.gate.record(row, adapter, post)
+        key = "wait_notice_id" if kind == PostKind.WAIT else "wait_followup_id"
+        await self.queue.update_params(row.id, {**notes, key: notice.remote_id})
 
     async def _post(self, adapter: Adapter, post: OutgoingPost, row: Any, kind: str) -> PostResult:
-        mention_visibility = (row.request or {}).get("visibility")
+        async def spend_budget() -> None:  # only when it really goes out (not when found)
+            since = await self.gate.acquire(row, adapter, post)
+            if since is not None:  # dated once the reply is recorded (nothing in between)
+                self._spent_since[row.id] = since
+
         return await self.outbound.send(
             adapter,
             int(row.id),
             kind,
             post,
-            request=Visibility(mention_visibility) if mention_visibility else None,
+            request=_request_visibility(row),
             # a job whose earlier tries predate the outbound table: look on the server first
-            maybe_posted=row.reply_attempts > 1 and kind != PostKind.WAIT,
+            maybe_posted=row.reply_attempts > 1 and kind not in NOTICE_KINDS,
+            before_post=spend_budget,
         )
 
     def _blur(self, path: Any) -> Any:
         from fedibot.moderation.policy import blur_image
 
         return blur_image(path)
+
+
+def _request_visibility(row: Any) -> Visibility | None:
+    """The visibility of the request a job answers (replies are never wider than it)."""
+    value = (row.request or {}).get("visibility")
+    return Visibility(value) if value else None

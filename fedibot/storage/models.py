@@ -353,3 +353,36 @@ class Setting(Base):
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
     created_at: Mapped[float] = mapped_column(Float)
+
+
+class BudgetSlot(Base):
+    """One posting request of a budget (fedibot/storage/budgets.py): spent (`spent`, at the
+    time it went out) or reserved for a held job (in the future), per account and kind."""
+
+    __tablename__ = "budget_slots"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    account: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    at: Mapped[float] = mapped_column(Float)
+    job_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    spent: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    __table_args__ = (
+        Index("ix_budget_slots_account_kind_at", "account", "kind", "at"),
+        Index("ix_budget_slots_job", "job_id"),
+    )
+
+
+class BudgetState(Base):
+    """The effective limit of one budget and the server's last word on it (a 429, headers)."""
+
+    __tablename__ = "budget_state"
+
+    account: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    limit: Mapped[int] = mapped_column(Integer)
+    per_seconds: Mapped[float] = mapped_column(Float)
+    server_remaining: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    server_reset_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    updated_at: Mapped[float] = mapped_column(Float)

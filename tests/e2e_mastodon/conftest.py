@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from federation.budgets import BudgetLimit
 from federation.mastodon import MastodonAdapter
 from federation.pacing import Budget
 from fedibot.app import App
@@ -139,12 +140,17 @@ def app_config(data_dir: Path, fake: FakeMastodon, **sections: Any) -> FedibotCo
 
 
 def tune(adapter: MastodonAdapter) -> None:
-    """Test speed: fast media polls and reconnects; the local 30-uploads-per-30-minutes
-    window off (the fake's limits are high), so a burst is paced by the server's headers."""
+    """Test speed: fast media polls and reconnects; the 30-uploads-per-30-minutes budget
+    off (the fake's limits are high), so a burst is paced by the server's headers."""
     adapter.media_poll_initial_delay = 0.01
     adapter.stream_read_timeout = 5.0
     adapter.reconnect_backoff.base = 0.05
     adapter.media_budget = Budget("media", None, None)
+    # The durable posting budgets (fedibot/storage/budgets.py) as high as the fake's.
+    adapter.budgets = {
+        kind: BudgetLimit(limit=100_000, per_seconds=limit.per_seconds)
+        for kind, limit in adapter.budgets.items()
+    }
 
 
 def tune_app(app: App) -> None:
