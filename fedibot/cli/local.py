@@ -9,14 +9,14 @@ import shutil
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
 from fedibot.cli.common import load_config_or_exit, setup_logs
 
 
-def _fail(message: str, code: int = 1) -> None:
+def _fail(message: str, code: int = 1) -> NoReturn:
     click.echo(message, err=True)
     sys.exit(code)
 
@@ -155,9 +155,11 @@ async def _try(config: Any, text: str, out_dir: Path, visibility: str, author: s
         visibility=Visibility(visibility),
         created_at=datetime.now(UTC),
     )
-    job_id = await ingest.handle(mention)
-    row = await queue.get(job_id)
     try:
+        job_id = await ingest.handle(mention)
+        if job_id is None:  # deliberately ignored (e.g. `delete` with nothing to delete)
+            return {"job_id": None, "state": "ignored", "error_code": None, "media": []}
+        row = await _job(queue, job_id)
         if row.state == JobState.REJECTED:
             return _reply_dict(compose_error(row, mention), row)
         if row.kind == "help":
@@ -175,12 +177,12 @@ async def _try(config: Any, text: str, out_dir: Path, visibility: str, author: s
             )
             await worker.run()
         await asyncio.to_thread(service.close)
-        row = await queue.get(job_id)
+        row = await _job(queue, job_id)
         if row.state != JobState.GENERATED:
             return _reply_dict(compose_error(row, mention_from_dict(row.request)), row)
         images = await queue.images(job_id)
         post = compose_result(row, images, mention, config, blur=blur_image)
-        copied = []
+        copied: list[Path] = []
         for item in post.media:
             target = out_dir / f"image-{len(copied)}.png"
             shutil.copyfile(item.path, target)
@@ -191,6 +193,13 @@ async def _try(config: Any, text: str, out_dir: Path, visibility: str, author: s
         return reply
     finally:
         await db.dispose()
+
+
+async def _job(queue: Any, job_id: int) -> Any:
+    row = await queue.get(job_id)
+    if row is None:
+        raise click.ClickException(f"job {job_id} vanished from the throw-away queue")
+    return row
 
 
 def _scratch_generator_config(gen: Any, out_dir: Path) -> Any:

@@ -11,6 +11,7 @@ from typing import Any, Literal, get_args, get_origin
 import annotated_types
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
+from pydantic_core import ErrorDetails
 
 
 class ConfigError(Exception):
@@ -91,7 +92,7 @@ def _kind(info: FieldInfo | None) -> str:
     return "a value"
 
 
-def _allowed(info: FieldInfo | None, err: dict[str, Any]) -> str:
+def _allowed(info: FieldInfo | None, err: ErrorDetails) -> str:
     etype = err["type"]
     ctx = err.get("ctx") or {}
     if etype == "literal_error":

@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection
 
 from fedibot.moderation import allowlist
 from fedibot.storage.database import Database
-from fedibot.storage.models import SyncRun
+from fedibot.storage.models import SyncRun, table_of
 from fediseer_sync.client import FediseerClient
 from fediseer_sync.config import FediseerConfig
 from fediseer_sync.models import TrustResult
@@ -32,7 +32,7 @@ from fediseer_sync.sync import fetch_trust
 log = logging.getLogger("fedibot.fediseer")
 
 entries_t = allowlist.fediseer_t
-runs_t = SyncRun.__table__
+runs_t = table_of(SyncRun)
 Status = Literal["applied", "held", "failed", "dry_run", "unchanged"]
 STORED_DIFF_LIMIT = 1000
 """Domains kept per list in a `sync_runs.diff` (the counts are always complete)."""
@@ -259,8 +259,8 @@ async def sync_fediseer(
         allowlist.bump_version()
     if status == "held":
         log.warning("Fediseer sync held: %s", summary.get("held_reason"))
-    error = summary.get("held_reason") if status == "held" else None
-    return SyncOutcome(status, summary, error, run_id, started, finished, refreshed)
+    held = summary.get("held_reason") if status == "held" else None
+    return SyncOutcome(status, summary, held, run_id, started, finished, refreshed)
 
 
 async def sync_history(db: Database, limit: int = 20) -> list[SyncRunRecord]:

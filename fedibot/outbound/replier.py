@@ -144,11 +144,12 @@ class Replier:
         else:
             if remote is _SKIPPED:
                 return
+            posted = remote if isinstance(remote, PostResult) else None
             await self.queue.reply_sent(
                 self.worker_id,
                 row.id,
-                remote.remote_id if remote else None,
-                remote.url if remote else None,
+                posted.remote_id if posted else None,
+                posted.url if posted else None,
             )
 
     async def _deliver(self, row: Any, adapter: Adapter) -> PostResult | object | None:

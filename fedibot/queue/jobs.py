@@ -47,12 +47,12 @@ from sqlalchemy.engine import Connection, Row
 
 from fedibot.ops import metrics
 from fedibot.storage.database import Database
-from fedibot.storage.models import Job, JobImage, JobState, ReplyState
+from fedibot.storage.models import Job, JobImage, JobState, ReplyState, table_of
 
 log = logging.getLogger("fedibot.queue.jobs")
 
-jobs = Job.__table__
-images = JobImage.__table__
+jobs = table_of(Job)
+images = table_of(JobImage)
 
 CLAIM_ORDER = (jobs.c.fair_seq, jobs.c.priority.desc(), jobs.c.id)
 # What a claim hands the worker: everything but the JSON documents (decoding those for every
@@ -265,10 +265,12 @@ class JobQueue:
                 break
         if not chosen:
             return []
-        claimed = conn.execute(
-            self._stmts.claim_update,
-            {"ids": chosen, "worker": worker_id, "expires": now + lease, "now": now},
-        ).all()
+        claimed = list(
+            conn.execute(
+                self._stmts.claim_update,
+                {"ids": chosen, "worker": worker_id, "expires": now + lease, "now": now},
+            ).all()
+        )
         order = {job_id: i for i, job_id in enumerate(chosen)}
         claimed.sort(key=lambda r: order[r.id])
         return claimed
@@ -501,7 +503,7 @@ class JobQueue:
         """The reply is on the server: replying → done, or an error reply sending → sent."""
         now = self._now()
 
-        def _sent(conn: Connection) -> Row[Any] | None:
+        def _sent(conn: Connection) -> Row[Any, Any] | None:
             row = conn.execute(
                 select(jobs.c.state, jobs.c.created_at).where(
                     jobs.c.id == job_id, jobs.c.lease_owner == worker_id
