@@ -43,6 +43,10 @@ def queue_settings(config: FedibotConfig, clock: Callable[[], float] = time.time
 
 
 def build_adapter(account: Any, cursors: DbCursorStore) -> Adapter:
+    """The account's adapter; its `env:` secrets are read now (ConfigError when unset)."""
+    from fedibot.config.secrets import resolve_secrets
+
+    account = resolve_secrets(account, f"account {account.name}")
     if account.platform == "mastodon":
         from federation.mastodon import MastodonAdapter
 

@@ -81,6 +81,9 @@ async def _check_accounts(config: Any) -> list[dict[str, Any]]:
     for acc in config.accounts:
         name = f"account {acc.name} ({acc.platform})"
         try:
+            from fedibot.config.secrets import resolve_secrets
+
+            acc = resolve_secrets(acc, f"account {acc.name}")
             if acc.platform == "mastodon":
                 from federation.mastodon_login import verify_token
 

@@ -231,7 +231,9 @@ async def sync_fediseer(
         if client is not None:
             result = await fetch_trust(client, fediseer_cfg)
         else:
-            async with FediseerClient.from_config(fediseer_cfg) as own:
+            from fedibot.config.secrets import resolve_secrets
+
+            async with FediseerClient.from_config(resolve_secrets(fediseer_cfg, "fediseer")) as own:
                 result = await fetch_trust(own, fediseer_cfg)
     except Exception as exc:  # any unreadable source: keep the last good list
         error = _describe(exc)

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
 
 T = TypeVar("T")
 
@@ -38,7 +39,10 @@ SUPPORTED = ("sqlite:///PATH", "postgresql://USER@HOST:PORT/DB")
 
 
 def normalize_url(url: str) -> URL:
-    parsed = make_url(url)
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:  # e.g. "postgres" alone: a ValueError the config can name
+        raise ValueError(f"not a database URL: use {' or '.join(SUPPORTED)}") from exc
     driver = _DRIVER_ALIASES.get(parsed.drivername, parsed.drivername)
     if driver not in ("sqlite+pysqlite", "postgresql+psycopg2"):
         raise ValueError(
