@@ -30,16 +30,7 @@ log = logging.getLogger("fedibot.app")
 
 
 def queue_settings(config: FedibotConfig, clock: Callable[[], float] = time.time) -> QueueSettings:
-    q = config.queue
-    return QueueSettings(
-        max_attempts=q.max_attempts,
-        lease_seconds=config.generator.lease_seconds,
-        retry_base_seconds=q.retry_base_seconds,
-        retry_max_seconds=q.retry_max_seconds,
-        reply_retry_max_seconds=q.reply_retry_max_seconds,
-        per_requester_in_flight=q.per_requester_in_flight,
-        clock=clock,
-    )
+    return QueueSettings.from_config(config, clock)
 
 
 def build_adapter(account: Any, cursors: DbCursorStore) -> Adapter:

@@ -121,14 +121,15 @@ def db_upgrade() -> None:
 
 # ---------------------------------------------------------------------- queue
 def _open_queue(config: Any) -> Any:
-    from fedibot.app import queue_settings
-    from fedibot.queue.jobs import JobQueue
+    # Not via fedibot.app (it imports the adapters, aiohttp, the policy...): admin
+    # commands load only the queue.
+    from fedibot.queue.jobs import JobQueue, QueueSettings
     from fedibot.storage.database import Database
     from fedibot.storage.migrate import upgrade_blocking
 
     database = Database(config.database.url)
     upgrade_blocking(database)
-    return JobQueue(database, queue_settings(config))
+    return JobQueue(database, QueueSettings.from_config(config))
 
 
 def _job_dict(row: Any) -> dict[str, Any]:

@@ -79,6 +79,20 @@ class QueueSettings:
     max_reply_attempts: int = 50
     clock: Callable[[], float] = time.time
 
+    @classmethod
+    def from_config(cls, config: Any, clock: Callable[[], float] = time.time) -> QueueSettings:
+        """The settings in a FedibotConfig (`[queue]`, and the generator's lease)."""
+        q = config.queue
+        return cls(
+            max_attempts=q.max_attempts,
+            lease_seconds=config.generator.lease_seconds,
+            retry_base_seconds=q.retry_base_seconds,
+            retry_max_seconds=q.retry_max_seconds,
+            reply_retry_max_seconds=q.reply_retry_max_seconds,
+            per_requester_in_flight=q.per_requester_in_flight,
+            clock=clock,
+        )
+
 
 @dataclass
 class NewJob:
