@@ -160,3 +160,17 @@ def test_admin_commands_need_only_the_database_not_the_bot_token(tmp_path):
             timeout=120,
         )
         assert proc.returncode == 0, (args, proc.stderr)
+
+
+def test_configured_styles_add_to_the_built_in_ones_and_may_replace_one_by_name():
+    from fedibot.config.prompt import DEFAULT_STYLES
+
+    shipped = load_config(REPO / "config.toml")
+    assert set(DEFAULT_STYLES) <= set(shipped.prompt.styles)  # the README's --style anime
+    assert shipped.prompt.styles["anime"] == DEFAULT_STYLES["anime"]
+    assert "watercolor painting of {p}" in shipped.prompt.styles["watercolor"].prompt
+    mine = {"neon": {"prompt": "neon sign of {p}", "negative": "{np}"}}
+    config = parse_config({"prompt": {"styles": mine}})
+    assert set(config.prompt.styles) == {*DEFAULT_STYLES, "neon"}
+    only = parse_config({"prompt": {"styles": mine, "builtin_styles": False}})
+    assert set(only.prompt.styles) == {"neon"}
