@@ -83,7 +83,11 @@ class App:
             if adapters is not None
             else {acc.name: build_adapter(acc, self.cursors) for acc in config.accounts}
         )
-        rules = PromptRules.from_config(config.prompt, config.generator.models)
+        rules = PromptRules.from_config(
+            config.prompt,
+            config.generator.models,
+            config.generator.model(config.generator.default_model).preset,
+        )
         self.campaigns: Any = None
         if config.campaigns:
             from fedibot.campaigns.manager import CampaignManager

@@ -163,7 +163,11 @@ async def _try(config: Any, text: str, out_dir: Path, visibility: str, author: s
         if row.state == JobState.REJECTED:
             return _reply_dict(compose_error(row, mention), row)
         if row.kind == "help":
-            rules = PromptRules.from_config(config.prompt, config.generator.models)
+            rules = PromptRules.from_config(
+                config.prompt,
+                config.generator.models,
+                config.generator.model(config.generator.default_model).preset,
+            )
             return _reply_dict(compose_text(row, mention, usage_text(rules)), row)
         service = GeneratorService(_scratch_generator_config(config.generator, out_dir))
         with RichProgress() as progress:

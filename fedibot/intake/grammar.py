@@ -23,7 +23,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from fedibot.config.prompt import PromptConfig, StyleTemplate
 
@@ -77,6 +77,7 @@ class PromptRules:
     max_prompt_chars: int = 1000
     models: tuple[str, ...] = ()
     styles: tuple[str, ...] = ()
+    size_example: str = "256x192"  # a --size the default model takes (for the usage text)
     _model_index: dict[str, str] = field(init=False, repr=False, compare=False)
     _style_index: dict[str, str] = field(init=False, repr=False, compare=False)
 
@@ -87,12 +88,21 @@ class PromptRules:
         object.__setattr__(self, "_style_index", {s.casefold(): s for s in self.styles})
 
     @classmethod
-    def from_config(cls, config: PromptConfig, models: Iterable[str]) -> PromptRules:
+    def from_config(
+        cls, config: PromptConfig, models: Iterable[str], default_preset: Any = None
+    ) -> PromptRules:
+        """`default_preset` (the default model's ModelPreset) sizes the usage's example."""
+        example = cls.size_example
+        if default_preset is not None:
+            width = default_preset.max_width
+            height = max(64, min(default_preset.max_height, width * 3 // 4 // 8 * 8))
+            example = f"{width}x{height}"
         return cls(
             max_n=config.max_n,
             max_prompt_chars=config.max_prompt_chars,
             models=tuple(models),
             styles=tuple(config.styles),
+            size_example=example,
         )
 
     def model_name(self, name: str) -> str | None:
@@ -251,7 +261,8 @@ def _read_option_value(text: str, name: str, pos: int, rules: PromptRules) -> tu
     if pattern is not None:
         match = pattern.match(text, pos)
         if match:
-            return f"{match.group(1)}:{match.group(2)}", match.end()
+            separator = "x" if name == "size" else ":"
+            return f"{match.group(1)}{separator}{match.group(2)}", match.end()
     value, end, _ = _read_value(text, pos)
     if value is None:
         allowed = _ALLOWED[name].format(max_n=rules.max_n)
@@ -266,7 +277,7 @@ _ALLOWED = {
     "seed": f"a whole number from 0 to {MAX_SEED}",
     "steps": f"a whole number from 1 to {MAX_STEPS}",
     "cfg": f"a number from 0 to {MAX_CFG:g}, e.g. 7 or 4.5",
-    "size": "width x height in pixels, e.g. 768x512",
+    "size": "width x height in pixels, e.g. 256x192",
     "ar": f"an aspect ratio W:H, e.g. 16:9 or 2:3 (at most {MAX_ASPECT}:1)",
     "model": "the name of one of the bot's models",
     "style": "the name of one of the bot's styles",
@@ -310,10 +321,8 @@ def _size(value: str, rules: PromptRules) -> tuple[int, int]:
     match = re.fullmatch(r"\s*(\d{1,6})\s*[x×X*:]\s*(\d{1,6})\s*", value)
     if not match:
         raise _bad("size", value, rules)
-    width, height = int(match.group(1)), int(match.group(2))
-    if not (1 <= width <= MAX_SIDE and 1 <= height <= MAX_SIDE):
-        raise _bad("size", value, rules)
-    return width, height
+    # Too small or too large is for the model to say, with its own range (resolve_options).
+    return int(match.group(1)), int(match.group(2))
 
 
 def _ratio_part(text: str) -> tuple[int, int]:
@@ -450,7 +459,8 @@ def usage_text(rules: PromptRules) -> str:
     """Short usage for a reply (at most 450 characters, so it fits in a toot with a mention)."""
     head = (
         'Mention me with what you want to see, e.g. "a fox in the snow --n 2".\n'
-        f"Options: --n 1-{rules.max_n}, --seed N, --steps N, --cfg 7, --size 768x512 or "
+        f"Options: --n 1-{rules.max_n}, --seed N, --steps N, --cfg 7, "
+        f"--size {rules.size_example} or "
         "--ar 3:2, --neg TEXT (or ### TEXT), --model NAME, --style NAME, --private.\n"
     )
     tail = 'Reply "again" to re-roll, "delete" to remove a result.'
@@ -483,7 +493,7 @@ Everything that is not an option is the **prompt**. Options can go anywhere in t
 | `--seed INT` | a seed from 0 to 4294967295, to repeat a result |
 | `--steps N` | sampling steps (the model sets the allowed range) |
 | `--cfg X` | guidance scale, e.g. `7` or `4.5` |
-| `--size WxH` | exact size in pixels, e.g. `768x512` |
+| `--size WxH` | exact size in pixels within the model's limits, e.g. `256x192` |
 | `--ar W:H` | aspect ratio, e.g. `16:9`; the bot picks a size of the model's usual area |
 | `--model NAME` | one of the bot's models |
 | `--style NAME` | one of the bot's styles (templates such as `photo`, `anime`, `pixel`) |
