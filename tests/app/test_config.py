@@ -174,3 +174,20 @@ def test_configured_styles_add_to_the_built_in_ones_and_may_replace_one_by_name(
     assert set(config.prompt.styles) == {*DEFAULT_STYLES, "neon"}
     only = parse_config({"prompt": {"styles": mine, "builtin_styles": False}})
     assert set(only.prompt.styles) == {"neon"}
+
+
+@pytest.mark.parametrize(
+    ("platform", "extra", "own", "other"),
+    [
+        ("mastodon", {"access_token": "t"}, "access_token", "username"),
+        ("lemmy", {"username": "u", "password": "p"}, "username", "access_token"),
+    ],
+)
+def test_an_unknown_account_key_lists_that_platforms_keys(platform, extra, own, other):
+    account = {"platform": platform, "name": "m", "base_url": "https://x.example", "bogus": 1}
+    with pytest.raises(ConfigError) as info:
+        parse_config({"accounts": [{**account, **extra}]})
+    message = str(info.value)
+    assert "accounts[0].bogus: is not a known key" in message
+    known = message.split("known keys: ", 1)[1]
+    assert own in known and other not in known
