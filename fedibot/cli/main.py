@@ -164,7 +164,16 @@ def _job_dict(row: Any) -> dict[str, Any]:
         "finished_at",
         "generation_seconds",
     )
-    return {k: getattr(row, k) for k in keys}
+    return {k: _iso(getattr(row, k)) if k.endswith("_at") else getattr(row, k) for k in keys}
+
+
+def _iso(epoch: float | None) -> str | None:
+    """Stored epoch seconds → an ISO 8601 UTC time people (and scripts) can read."""
+    from datetime import UTC, datetime
+
+    if epoch is None:
+        return None
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
 
 
 @main.group()

@@ -6,6 +6,7 @@ import asyncio
 import json
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -75,6 +76,11 @@ def test_queue_commands_print_one_json_document(tmp_path):
         runner.invoke(main, ["--config", str(cfg), "queue", "show", str(first), "--json"]).output
     )
     assert shown["prompt"] == "a lighthouse 1" and shown["images"] == []
+    created = datetime.fromisoformat(shown["created_at"])  # ISO 8601, not epoch seconds
+    assert created.tzinfo is not None and abs(datetime.now(UTC) - created).days == 0
+    assert shown["finished_at"] is None
+    table = runner.invoke(main, ["--config", str(cfg), "queue", "show", str(first)]).output
+    assert shown["created_at"][:10] in table
 
     result = runner.invoke(main, ["--config", str(cfg), "queue", "cancel", str(first)])
     assert result.exit_code == 0, result.output
