@@ -23,46 +23,54 @@ def _fail(message: str, code: int = 1) -> NoReturn:
 
 @click.command()
 @click.argument("prompt")
-@click.option("--n", "n", type=click.IntRange(1, 16), default=1, show_default=True)
-@click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=None)
+@click.option("--n", "n", default=None, help="images, 1 to [prompt] max_n (default: default_n)")
+@click.option("--seed", default=None, help="0 to 4294967295 (default: random)")
 @click.option("--model", default=None, help="short name from [generator.models]")
 @click.option("--negative", default="", help="negative prompt")
-@click.option("--steps", type=int, default=None)
+@click.option("--steps", default=None, help="within the model's limits")
 @click.option("--out", type=click.Path(file_okay=False), default="out", show_default=True)
 def generate(
     prompt: str,
-    n: int,
-    seed: int | None,
+    n: str | None,
+    seed: str | None,
     model: str | None,
     negative: str,
-    steps: int | None,
+    steps: str | None,
     out: str,
 ) -> None:
-    """Render PROMPT straight to PNG files (no queue, no network)."""
+    """Render PROMPT straight to PNG files (no queue, no network). The prompt and options
+    are checked like a mention's, with the same messages."""
     config = load_config_or_exit()
     setup_logs(config)
     from fedibot.cli.progress import RichProgress
-    from generator.limits import check_request
+    from fedibot.intake.grammar import PromptError, PromptRules, request_from_fields
+    from fedibot.intake.options import resolve_options
     from generator.requests import build_request
     from generator.service import GeneratorService
     from generator.types import GenerationError
 
+    gen = config.generator
+    rules = PromptRules.from_config(config.prompt, gen.models)
     try:
-        request = build_request(
-            config.generator,
-            0,
-            prompt,
-            n=n,
-            seed=seed,
-            model=model,
-            negative_prompt=negative,
-            steps=steps,
+        parsed = request_from_fields(
+            prompt, rules, negative=negative, n=n, seed=seed, model=model, steps=steps
         )
-    except KeyError as exc:
-        _fail(str(exc).strip('"'), 2)
-    error = check_request(config.generator, request)
-    if error is not None:
-        _fail(f"{error.code}: {error.message}", 2)
+        options = resolve_options(config, parsed)
+    except PromptError as err:
+        _fail(f"{err.code}: {err.message}", 2)
+    request = build_request(
+        gen,
+        0,
+        options.prompt,
+        n=options.n,
+        seed=options.seed,
+        model=options.model,
+        negative_prompt=options.negative_prompt,
+        width=options.width,
+        height=options.height,
+        steps=options.steps,
+        guidance=options.guidance,
+    )
     service = GeneratorService(config.generator)
     try:
         with RichProgress() as progress:

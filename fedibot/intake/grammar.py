@@ -437,6 +437,19 @@ def _build(command: Command, scan: _Scan, rules: PromptRules) -> ParsedRequest:
     return request
 
 
+def request_from_fields(
+    prompt: str, rules: PromptRules, *, negative: str = "", **options: object
+) -> ParsedRequest:
+    """A request whose options come as separate fields (`fedibot generate --seed 5 ...`),
+    validated exactly like a mention's: the same rules, the same messages."""
+    values = {name: str(value) for name, value in options.items() if value is not None}
+    unknown = sorted(set(values) - _VALUE_OPTIONS)
+    if unknown:
+        raise ValueError(f"not request options: {', '.join(unknown)}")
+    scan = _Scan(free=[prompt], negative=[negative] if negative else [], values=values)
+    return _build("generate", scan, rules)
+
+
 def apply_style(parsed: ParsedRequest, styles: Mapping[str, StyleTemplate]) -> tuple[str, str]:
     """The final (prompt, negative prompt): the request's style filled in, or both unchanged."""
     if parsed.style is None:
