@@ -191,3 +191,20 @@ def test_generate_refuses_what_a_mention_would_with_the_same_message(tmp_path, a
         resolve_options(config, parse(mention, PromptRules.from_config(config.prompt, ["tiny"])))
     assert f"{info.value.code}: {info.value.message}" in result.output
     assert not list(tmp_path.glob("*.png"))
+
+
+def test_doctor_reports_an_unset_token_as_that_accounts_problem(tmp_path, monkeypatch):
+    monkeypatch.delenv("FEDIBOT_TEST_DOCTOR_TOKEN", raising=False)
+    cfg = _config(tmp_path)
+    cfg.write_text(
+        cfg.read_text()
+        + '[[accounts]]\nname="m"\nplatform="mastodon"\nbase_url="https://m.example"\n'
+        'access_token="env:FEDIBOT_TEST_DOCTOR_TOKEN"\n'
+    )
+    result = CliRunner().invoke(main, ["--config", str(cfg), "doctor", "--json"])
+    assert result.exit_code == 1, result.output
+    checks = {c["check"]: c for c in json.loads(result.output)["checks"]}
+    assert checks["database"]["ok"] and checks["config"]["ok"]
+    account = checks["account m (mastodon)"]
+    assert not account["ok"]
+    assert "FEDIBOT_TEST_DOCTOR_TOKEN is not set" in account["detail"]
