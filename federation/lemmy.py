@@ -269,7 +269,7 @@ class LemmyAdapter:
 
     def budget_cost(self, post: OutgoingPost) -> dict[str, int]:
         cost = {"messages" if _is_pm(post) else "comments": 1}
-        images = len(self._missing_uploads(post.media))
+        images = len(self._missing_uploads(post))
         if images:
             cost["media"] = images
         return cost

@@ -183,7 +183,7 @@ class _Listener(StreamListener):
         if self._stream.stopped.is_set():
             raise _StreamStopped
 
-    def on_any_event(self, name: str, data: Any = None) -> None:
+    def on_any_event(self, name: str, data: Any = None, for_stream: str | None = None) -> None:
         if self._stream.stopped.is_set():
             raise _StreamStopped
 
@@ -631,7 +631,7 @@ class MastodonAdapter:
         if self._bot_id is None:
             await self.start()
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue = asyncio.Queue()
+        queue: asyncio.Queue[tuple[str, Any, float, _Stream]] = asyncio.Queue()
         interval = self.config.catch_up_interval_seconds
         next_catch_up = loop.time()
         reconnect_at: float | None = loop.time() if self.config.use_streaming else None

@@ -34,19 +34,14 @@ log = logging.getLogger("fedibot.app")
 
 
 def queue_settings(config: FedibotConfig, clock: Callable[[], float] = time.time) -> QueueSettings:
-    q = config.queue
-    return QueueSettings(
-        max_attempts=q.max_attempts,
-        lease_seconds=config.generator.lease_seconds,
-        retry_base_seconds=q.retry_base_seconds,
-        retry_max_seconds=q.retry_max_seconds,
-        reply_retry_max_seconds=q.reply_retry_max_seconds,
-        per_requester_in_flight=q.per_requester_in_flight,
-        clock=clock,
-    )
+    return QueueSettings.from_config(config, clock)
 
 
 def build_adapter(account: Any, cursors: DbCursorStore) -> Adapter:
+    """The account's adapter; its `env:` secrets are read now (ConfigError when unset)."""
+    from fedibot.config.secrets import resolve_secrets
+
+    account = resolve_secrets(account, f"account {account.name}")
     if account.platform == "mastodon":
         from federation.mastodon import MastodonAdapter
 
@@ -92,7 +87,11 @@ class App:
             if adapters is not None
             else {acc.name: build_adapter(acc, self.cursors) for acc in config.accounts}
         )
-        rules = PromptRules.from_config(config.prompt, config.generator.models)
+        rules = PromptRules.from_config(
+            config.prompt,
+            config.generator.models,
+            config.generator.model(config.generator.default_model).preset,
+        )
         # The one way out: every post of this process (replies, notices, campaign runs).
         self.outbound = PostOnce(self.db, clock)
         self.campaigns: Any = None

@@ -101,9 +101,9 @@ def compute_trust(
             continue
         if config.require_guarantee and guarantors.get(domain) is None:
             continue
-        votes = [src for src, reasons in by.items() if reasons_match(reasons, wanted)]
-        if len(votes) >= config.min_endorsements:
-            allow[domain] = decision(domain, True, votes)
+        endorsers = [src for src, reasons in by.items() if reasons_match(reasons, wanted)]
+        if len(endorsers) >= config.min_endorsements:
+            allow[domain] = decision(domain, True, endorsers)
 
     return TrustResult(
         allow=allow,

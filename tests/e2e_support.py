@@ -23,7 +23,7 @@ NO_QUOTAS = {
 
 
 async def eventually(
-    check: Callable[[], Awaitable[Any] | Any], timeout: float = 20.0, interval: float = 0.05
+    check: Callable[[], Awaitable[Any] | Any], timeout: float = 60.0, interval: float = 0.05
 ) -> Any:
     """Wait until `check()` returns something truthy; fail with its last value on timeout."""
     deadline = time.monotonic() + timeout
@@ -38,7 +38,7 @@ async def eventually(
         await asyncio.sleep(interval)
 
 
-async def settled(app: App, timeout: float = 20.0) -> dict[str, int]:
+async def settled(app: App, timeout: float = 60.0) -> dict[str, int]:
     """Wait until no job is queued, generating, generated or replying and no error reply is
     pending; return the queue's stats."""
 

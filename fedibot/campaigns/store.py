@@ -14,11 +14,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from fedibot.storage.database import Database
-from fedibot.storage.models import CampaignRun, CampaignState, Job, JobState
+from fedibot.storage.models import CampaignRun, CampaignState, Job, JobState, table_of
 
-runs = CampaignRun.__table__
-states = CampaignState.__table__
-jobs = Job.__table__
+runs = table_of(CampaignRun)
+states = table_of(CampaignState)
+jobs = table_of(Job)
 
 MANUAL = "manual"
 """Note prefix of runs started by `fedibot campaigns run`: they are not scheduled times."""

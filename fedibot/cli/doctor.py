@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import re
 import sys
@@ -17,7 +18,12 @@ from fedibot.cli.common import load_config_or_exit, print_json
 @click.command()
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--skip-accounts", is_flag=True, help="do not contact the fediverse servers")
-def doctor(as_json: bool, skip_accounts: bool) -> None:
+@click.option(
+    "--deep",
+    is_flag=True,
+    help="also load torch (does it see the GPU?) and the safety classifier: takes seconds",
+)
+def doctor(as_json: bool, skip_accounts: bool, deep: bool) -> None:
     """Check the config, the database, each account's credentials and the generator."""
     config = load_config_or_exit()
     checks: list[dict[str, Any]] = [{"check": "config", "ok": True, "detail": "valid"}]
@@ -29,8 +35,8 @@ def doctor(as_json: bool, skip_accounts: bool) -> None:
         checks.extend(_check_budgets(config))
     if not skip_accounts:
         checks.extend(asyncio.run(_check_accounts(config)))
-    checks.append(_check_generator(config))
-    checks.append(_check_safety(config))
+    checks.append(_check_generator(config, deep))
+    checks.append(_check_safety(config, deep))
     ok = all(c["ok"] for c in checks)
     if as_json:
         print_json({"ok": ok, "checks": checks})
@@ -54,12 +60,12 @@ def doctor(as_json: bool, skip_accounts: bool) -> None:
 
 def _check_database(config: Any) -> dict[str, Any]:
     from fedibot.storage.database import Database
-    from fedibot.storage.migrate import current_revision, head_revision, upgrade_blocking
+    from fedibot.storage.migrate import script_head, stored_revision, upgrade_blocking
 
     db = Database(config.database.url)
     try:
         upgrade_blocking(db)
-        rev, head = current_revision(db), head_revision()
+        rev, head = stored_revision(db), script_head()
         detail = f"{db.display_url}, schema {rev}" + ("" if rev == head else f" (head {head})")
         return {"check": "database", "ok": rev == head, "detail": detail}
     except Exception as exc:
@@ -156,6 +162,9 @@ async def _check_accounts(config: Any) -> list[dict[str, Any]]:
     for acc in config.accounts:
         name = f"account {acc.name} ({acc.platform})"
         try:
+            from fedibot.config.secrets import resolve_secrets
+
+            acc = resolve_secrets(acc, f"account {acc.name}")
             if acc.platform == "mastodon":
                 from federation.mastodon_login import verify_token
 
@@ -186,12 +195,18 @@ async def _check_accounts(config: Any) -> list[dict[str, Any]]:
     return results
 
 
-def _check_generator(config: Any) -> dict[str, Any]:
+def _check_generator(config: Any, deep: bool = False) -> dict[str, Any]:
     gen = config.generator
     try:
-        from generator.device import resolve_device
+        if deep:
+            from generator.device import resolve_device
 
-        device = resolve_device(gen.device)
+            device = resolve_device(gen.device)
+        else:  # importing torch takes seconds: only ask whether it is installed
+            for package in ("torch", "diffusers"):
+                if importlib.util.find_spec(package) is None:
+                    raise ImportError(f"{package} is not installed")
+            device = gen.device if gen.device == "cpu" else f"{gen.device} (--deep asks torch)"
     except ImportError as exc:
         return {
             "check": "generator",
@@ -216,11 +231,16 @@ def _check_generator(config: Any) -> dict[str, Any]:
     return {"check": "generator", "ok": True, "detail": detail}
 
 
-def _check_safety(config: Any) -> dict[str, Any]:
+def _check_safety(config: Any, deep: bool = False) -> dict[str, Any]:
+    safety = config.generator.safety
     try:
+        if not deep:  # loading the classifier takes seconds: only check it could load
+            _quick_safety_check(safety)
+            detail = f"classifier {safety.classifier}"
+            return {"check": "output safety", "ok": True, "detail": detail}
         from generator.safety import make_classifier
 
-        classifier = make_classifier(config.generator.safety)
+        classifier = make_classifier(safety)
         return {"check": "output safety", "ok": True, "detail": f"classifier {classifier.name}"}
     except Exception as exc:
         return {
@@ -228,6 +248,18 @@ def _check_safety(config: Any) -> dict[str, Any]:
             "ok": False,
             "detail": f"{exc} — install nudenet or set generator.safety.classifier",
         }
+
+
+def _quick_safety_check(safety: Any) -> None:
+    if safety.classifier == "nudenet" and importlib.util.find_spec("nudenet") is None:
+        raise RuntimeError("safety.classifier is 'nudenet' but nudenet is not installed")
+    if safety.classifier == "diffusers":
+        folder = Path(safety.diffusers_checker or "").expanduser()
+        if not safety.diffusers_checker or not (folder / "safety_checker").is_dir():
+            raise RuntimeError(
+                "safety.classifier is 'diffusers' but safety.diffusers_checker does not point "
+                f"to a folder with safety_checker/ (got {safety.diffusers_checker!r})"
+            )
 
 
 @click.group()

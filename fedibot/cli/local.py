@@ -10,60 +10,68 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
 from fedibot.cli.common import load_config_or_exit, setup_logs
 
 
-def _fail(message: str, code: int = 1) -> None:
+def _fail(message: str, code: int = 1) -> NoReturn:
     click.echo(message, err=True)
     sys.exit(code)
 
 
 @click.command()
 @click.argument("prompt")
-@click.option("--n", "n", type=click.IntRange(1, 16), default=1, show_default=True)
-@click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=None)
+@click.option("--n", "n", default=None, help="images, 1 to [prompt] max_n (default: default_n)")
+@click.option("--seed", default=None, help="0 to 4294967295 (default: random)")
 @click.option("--model", default=None, help="short name from [generator.models]")
 @click.option("--negative", default="", help="negative prompt")
-@click.option("--steps", type=int, default=None)
+@click.option("--steps", default=None, help="within the model's limits")
 @click.option("--out", type=click.Path(file_okay=False), default="out", show_default=True)
 def generate(
     prompt: str,
-    n: int,
-    seed: int | None,
+    n: str | None,
+    seed: str | None,
     model: str | None,
     negative: str,
-    steps: int | None,
+    steps: str | None,
     out: str,
 ) -> None:
-    """Render PROMPT straight to PNG files (no queue, no network)."""
+    """Render PROMPT straight to PNG files (no queue, no network). The prompt and options
+    are checked like a mention's, with the same messages."""
     config = load_config_or_exit()
     setup_logs(config)
     from fedibot.cli.progress import RichProgress
-    from generator.limits import check_request
+    from fedibot.intake.grammar import PromptError, PromptRules, request_from_fields
+    from fedibot.intake.options import resolve_options
     from generator.requests import build_request
     from generator.service import GeneratorService
     from generator.types import GenerationError
 
+    gen = config.generator
+    rules = PromptRules.from_config(config.prompt, gen.models)
     try:
-        request = build_request(
-            config.generator,
-            0,
-            prompt,
-            n=n,
-            seed=seed,
-            model=model,
-            negative_prompt=negative,
-            steps=steps,
+        parsed = request_from_fields(
+            prompt, rules, negative=negative, n=n, seed=seed, model=model, steps=steps
         )
-    except KeyError as exc:
-        _fail(str(exc).strip('"'), 2)
-    error = check_request(config.generator, request)
-    if error is not None:
-        _fail(f"{error.code}: {error.message}", 2)
+        options = resolve_options(config, parsed)
+    except PromptError as err:
+        _fail(f"{err.code}: {err.message}", 2)
+    request = build_request(
+        gen,
+        0,
+        options.prompt,
+        n=options.n,
+        seed=options.seed,
+        model=options.model,
+        negative_prompt=options.negative_prompt,
+        width=options.width,
+        height=options.height,
+        steps=options.steps,
+        guidance=options.guidance,
+    )
     service = GeneratorService(config.generator)
     try:
         with RichProgress() as progress:
@@ -157,13 +165,19 @@ async def _try(config: Any, text: str, out_dir: Path, visibility: str, author: s
         visibility=Visibility(visibility),
         created_at=datetime.now(UTC),
     )
-    job_id = await ingest.handle(mention)
-    row = await queue.get(job_id)
     try:
+        job_id = await ingest.handle(mention)
+        if job_id is None:  # deliberately ignored (e.g. `delete` with nothing to delete)
+            return {"job_id": None, "state": "ignored", "error_code": None, "media": []}
+        row = await _job(queue, job_id)
         if row.state == JobState.REJECTED:
             return _reply_dict(compose_error(row, mention), row)
         if row.kind == "help":
-            rules = PromptRules.from_config(config.prompt, config.generator.models)
+            rules = PromptRules.from_config(
+                config.prompt,
+                config.generator.models,
+                config.generator.model(config.generator.default_model).preset,
+            )
             return _reply_dict(compose_text(row, mention, usage_text(rules)), row)
         service = GeneratorService(_scratch_generator_config(config.generator, out_dir))
         with RichProgress() as progress:
@@ -177,7 +191,7 @@ async def _try(config: Any, text: str, out_dir: Path, visibility: str, author: s
             )
             await worker.run()
         await asyncio.to_thread(service.close)
-        row = await queue.get(job_id)
+        row = await _job(queue, job_id)
         if row.state != JobState.GENERATED:
             return _reply_dict(compose_error(row, mention_from_dict(row.request)), row)
         images = await queue.images(job_id)
@@ -195,7 +209,7 @@ async def _try(config: Any, text: str, out_dir: Path, visibility: str, author: s
             )
             return _reply_dict(compose_error(withheld, mention), withheld)
         post = compose_result(row, images, mention, config, blur=blur_image)
-        copied = []
+        copied: list[Path] = []
         for item in post.media:
             target = out_dir / f"image-{len(copied)}.png"
             shutil.copyfile(item.path, target)
@@ -206,6 +220,13 @@ async def _try(config: Any, text: str, out_dir: Path, visibility: str, author: s
         return reply
     finally:
         await db.dispose()
+
+
+async def _job(queue: Any, job_id: int) -> Any:
+    row = await queue.get(job_id)
+    if row is None:
+        raise click.ClickException(f"job {job_id} vanished from the throw-away queue")
+    return row
 
 
 def _scratch_generator_config(gen: Any, out_dir: Path) -> Any:

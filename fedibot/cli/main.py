@@ -125,14 +125,15 @@ def db_upgrade() -> None:
 
 # ---------------------------------------------------------------------- queue
 def _open_queue(config: Any) -> Any:
-    from fedibot.app import queue_settings
-    from fedibot.queue.jobs import JobQueue
+    # Not via fedibot.app (it imports the adapters, aiohttp, the policy...): admin
+    # commands load only the queue.
+    from fedibot.queue.jobs import JobQueue, QueueSettings
     from fedibot.storage.database import Database
     from fedibot.storage.migrate import upgrade_blocking
 
     database = Database(config.database.url)
     upgrade_blocking(database)
-    return JobQueue(database, queue_settings(config))
+    return JobQueue(database, QueueSettings.from_config(config))
 
 
 def _job_dict(row: Any) -> dict[str, Any]:
@@ -167,7 +168,16 @@ def _job_dict(row: Any) -> dict[str, Any]:
         "finished_at",
         "generation_seconds",
     )
-    return {k: getattr(row, k) for k in keys}
+    return {k: _iso(getattr(row, k)) if k.endswith("_at") else getattr(row, k) for k in keys}
+
+
+def _iso(epoch: float | None) -> str | None:
+    """Stored epoch seconds → an ISO 8601 UTC time people (and scripts) can read."""
+    from datetime import UTC, datetime
+
+    if epoch is None:
+        return None
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
 
 
 @main.group()

@@ -11,6 +11,7 @@ from typing import Any, Literal, get_args, get_origin
 import annotated_types
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
+from pydantic_core import ErrorDetails
 
 
 class ConfigError(Exception):
@@ -91,7 +92,7 @@ def _kind(info: FieldInfo | None) -> str:
     return "a value"
 
 
-def _allowed(info: FieldInfo | None, err: dict[str, Any]) -> str:
+def _allowed(info: FieldInfo | None, err: ErrorDetails) -> str:
     etype = err["type"]
     ctx = err.get("ctx") or {}
     if etype == "literal_error":
@@ -132,11 +133,42 @@ def _literal_choices(info: FieldInfo | None) -> str:
 
 
 def _known_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
-    parent_info = _field_for(model, loc[:-1]) if len(loc) > 1 else None
-    parent = _inner_model(parent_info.annotation) if parent_info else model
-    if isinstance(parent, type) and issubclass(parent, BaseModel):
-        return sorted(parent.model_fields)
-    return []
+    parent = _model_at(model, loc[:-1])
+    return sorted(parent.model_fields) if parent is not None else []
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The models an annotation can hold (through lists, dicts, unions, Annotated)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in get_args(annotation) for m in _models_in(arg)]
+
+
+def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The model at `loc`; a discriminated union's tag in `loc` (e.g. `mastodon` in
+    `accounts.0.mastodon.key`) picks the member whose Literal field has that value."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue  # a list index: the same annotation
+        candidates = _models_in(current)
+        tagged = [m for m in candidates if _has_tag(m, part)]
+        if tagged and not any(part in m.model_fields for m in candidates):
+            current = tagged[0]
+            continue
+        owner = next((m for m in candidates if part in m.model_fields), None)
+        if owner is None:
+            return None
+        current = owner.model_fields[part].annotation
+    models = _models_in(current)
+    return models[0] if len(models) == 1 else None
+
+
+def _has_tag(model: type[BaseModel], tag: Any) -> bool:
+    return any(
+        get_origin(f.annotation) is Literal and get_args(f.annotation) == (tag,)
+        for f in model.model_fields.values()
+    )
 
 
 def _dotted(loc: tuple[Any, ...]) -> str:

@@ -1,6 +1,9 @@
 """config.toml → typed, validated settings.
 
-Secrets may be written `env:NAME`; they are read from the environment before validation.
+Values may be written `env:NAME`; they are read from the environment before validation. A
+secret (a SecretStr field, e.g. an account's token) whose variable is not set waits until
+something that talks to that server needs it (`resolve_secrets`): commands that only use the
+database run without the bot's credentials in their environment.
 Every problem becomes one line naming the key path, the bad value and what is allowed.
 """
 
@@ -16,6 +19,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationError,
     field_validator,
     model_validator,
@@ -27,13 +31,13 @@ from fedibot.config.campaigns import CampaignConfig, check_campaigns
 from fedibot.config.errors import ConfigError, describe_validation_error
 from fedibot.config.policy import PolicyConfig, QuotaConfig
 from fedibot.config.prompt import PromptConfig, PromptFilterConfig
+from fedibot.config.secrets import ENV_REF, unset_message
 from fedibot.console.config import ConsoleConfig
 from fediseer_sync.config import FediseerConfig
 from generator.config import GeneratorConfig
 
 DEFAULT_CONFIG_NAME = "config.toml"
 ENV_CONFIG = "FEDIBOT_CONFIG"
-_ENV_REF = re.compile(r"^env:([A-Za-z_][A-Za-z0-9_]*)$")
 
 AccountConfig = Annotated[
     MastodonAccountConfig | LemmyAccountConfig, Field(discriminator="platform")
@@ -204,21 +208,40 @@ class FedibotConfig(BaseModel):
         return found
 
 
-def resolve_env(value: Any, path: str = "") -> Any:
-    """Replace every `env:NAME` string with the variable's value (missing → ConfigError)."""
+def resolve_env(value: Any, path: str = "", missing: list[str] | None = None) -> Any:
+    """Replace every `env:NAME` string with the variable's value. A variable that is not set
+    raises ConfigError; with `missing`, its path is added there and `env:NAME` is kept."""
     if isinstance(value, dict):
-        return {k: resolve_env(v, f"{path}.{k}" if path else k) for k, v in value.items()}
+        return {k: resolve_env(v, f"{path}.{k}" if path else k, missing) for k, v in value.items()}
     if isinstance(value, list):
-        return [resolve_env(v, f"{path}[{i}]") for i, v in enumerate(value)]
+        return [resolve_env(v, f"{path}[{i}]", missing) for i, v in enumerate(value)]
     if isinstance(value, str):
-        match = _ENV_REF.match(value)
+        match = ENV_REF.match(value)
         if match:
             name = match.group(1)
             if name not in os.environ:
-                raise ConfigError(
-                    f"{{source}}: {path} = {value!r}: the environment variable {name} is not set"
-                )
+                if missing is not None:
+                    missing.append(path)
+                    return value
+                raise ConfigError(unset_message(path, value))
             return os.environ[name]
+    return value
+
+
+def _dotted(loc: tuple[int | str, ...]) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
+
+
+def _at(model: Any, path: str) -> Any:
+    """The value at a `resolve_env` path (`accounts[0].access_token`) in a validated model."""
+    value = model
+    for part in re.findall(r"[^.\[\]]+|\[\d+\]", path):
+        if part.startswith("["):
+            value = value[int(part[1:-1])]
+        elif isinstance(value, dict):
+            value = value[part]
+        else:
+            value = getattr(value, part)
     return value
 
 
@@ -248,11 +271,23 @@ def load_config(path: str | os.PathLike[str] | None = None) -> FedibotConfig:
 
 
 def parse_config(raw: dict[str, Any], source: str = "config.toml") -> FedibotConfig:
+    missing: list[str] = []
+    resolved = resolve_env(raw, missing=missing)
     try:
-        resolved = resolve_env(raw)
-    except ConfigError as exc:
-        raise ConfigError(str(exc).replace("{source}", source)) from None
-    try:
-        return FedibotConfig.model_validate(resolved)
+        config = FedibotConfig.model_validate(resolved)
     except ValidationError as exc:
+        failed = {_dotted(err["loc"]) for err in exc.errors()}
+        for path in missing:  # an unset variable explains its key's error best
+            if path in failed:
+                message = unset_message(path, _at(resolved, path))
+                raise ConfigError(message.replace("{source}", source)) from None
         raise ConfigError(describe_validation_error(source, FedibotConfig, exc)) from None
+    for path in missing:  # only a secret may wait for the code that needs it
+        try:
+            deferred = isinstance(_at(config, path), SecretStr)
+        except (AttributeError, IndexError, KeyError, TypeError):
+            deferred = False
+        if not deferred:
+            value = _at(resolved, path)
+            raise ConfigError(unset_message(path, value).replace("{source}", source))
+    return config

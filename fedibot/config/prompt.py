@@ -122,8 +122,18 @@ class PromptConfig(BaseModel):
     default_n: int = Field(1, ge=1, le=4, description="images per request without --n")
     styles: dict[StyleName, StyleTemplate] = Field(
         default_factory=lambda: dict(DEFAULT_STYLES),
-        description="style name (lowercase, a-z 0-9 _ -) -> template with {p} and {np}",
+        description="style name (lowercase, a-z 0-9 _ -) -> template with {p} and {np}; "
+        "added to the built-in styles (a built-in name is replaced)",
     )
+    builtin_styles: bool = Field(
+        True, description="false: only the styles in [prompt.styles], none of the built-in ones"
+    )
+
+    @model_validator(mode="after")
+    def _add_builtin_styles(self) -> PromptConfig:
+        if self.builtin_styles:
+            self.styles = {**DEFAULT_STYLES, **self.styles}
+        return self
 
     @model_validator(mode="after")
     def _default_n_within_max(self) -> PromptConfig:

@@ -25,7 +25,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from fedibot.config.prompt import PromptConfig, StyleTemplate
 
@@ -87,6 +87,7 @@ class PromptRules:
     models: tuple[str, ...] = ()
     styles: tuple[str, ...] = ()
     unlisted_models: tuple[str, ...] = ()  # accepted but not offered in help (the test model)
+    size_example: str = "256x192"  # a --size the default model takes (for the usage text)
     _model_index: dict[str, str] = field(init=False, repr=False, compare=False)
     _style_index: dict[str, str] = field(init=False, repr=False, compare=False)
 
@@ -97,7 +98,15 @@ class PromptRules:
         object.__setattr__(self, "_style_index", {s.casefold(): s for s in self.styles})
 
     @classmethod
-    def from_config(cls, config: PromptConfig, models: Iterable[str]) -> PromptRules:
+    def from_config(
+        cls, config: PromptConfig, models: Iterable[str], default_preset: Any = None
+    ) -> PromptRules:
+        """`default_preset` (the default model's ModelPreset) sizes the usage's example."""
+        example = cls.size_example
+        if default_preset is not None:
+            width = default_preset.max_width
+            height = max(64, min(default_preset.max_height, width * 3 // 4 // 8 * 8))
+            example = f"{width}x{height}"
         return cls(
             max_n=config.max_n,
             max_prompt_chars=config.max_prompt_chars,
@@ -108,6 +117,7 @@ class PromptRules:
                 for name, model in (models.items() if isinstance(models, Mapping) else ())
                 if getattr(model, "kind", None) == "tiny"
             ),
+            size_example=example,
         )
 
     def model_name(self, name: str) -> str | None:
@@ -306,7 +316,8 @@ def _read_option_value(text: str, name: str, pos: int, rules: PromptRules) -> tu
     if pattern is not None:
         match = pattern.match(text, pos)
         if match:
-            return f"{match.group(1)}:{match.group(2)}", match.end()
+            separator = "x" if name == "size" else ":"
+            return f"{match.group(1)}{separator}{match.group(2)}", match.end()
     value, end, _ = _read_value(text, pos)
     if value is None:
         allowed = _ALLOWED[name].format(max_n=rules.max_n)
@@ -321,7 +332,7 @@ _ALLOWED = {
     "seed": f"a whole number from 0 to {MAX_SEED}",
     "steps": f"a whole number from 1 to {MAX_STEPS}",
     "cfg": f"a number from 0 to {MAX_CFG:g}, e.g. 7 or 4.5",
-    "size": "width x height in pixels, e.g. 768x512",
+    "size": "width x height in pixels, e.g. 256x192",
     "ar": f"an aspect ratio W:H, e.g. 16:9 or 2:3 (at most {MAX_ASPECT}:1)",
     "model": "the name of one of the bot's models",
     "style": "the name of one of the bot's styles",
@@ -371,10 +382,8 @@ def _size(value: str, rules: PromptRules) -> tuple[int, int]:
     match = re.fullmatch(r"\s*(\d{1,6})\s*[x×X*:]\s*(\d{1,6})\s*", value)
     if not match:
         raise _bad("size", value, rules)
-    width, height = int(match.group(1)), int(match.group(2))
-    if not (1 <= width <= MAX_SIDE and 1 <= height <= MAX_SIDE):
-        raise _bad("size", value, rules)
-    return width, height
+    # Too small or too large is for the model to say, with its own range (resolve_options).
+    return int(match.group(1)), int(match.group(2))
 
 
 def _ratio_part(text: str) -> tuple[int, int]:
@@ -525,6 +534,19 @@ def _build(command: Command, scan: _Scan, rules: PromptRules) -> ParsedRequest:
     return request
 
 
+def request_from_fields(
+    prompt: str, rules: PromptRules, *, negative: str = "", **options: object
+) -> ParsedRequest:
+    """A request whose options come as separate fields (`fedibot generate --seed 5 ...`),
+    validated exactly like a mention's: the same rules, the same messages."""
+    values = {name: str(value) for name, value in options.items() if value is not None}
+    unknown = sorted(set(values) - _VALUE_OPTIONS)
+    if unknown:
+        raise ValueError(f"not request options: {', '.join(unknown)}")
+    scan = _Scan(free=[prompt], negative=[negative] if negative else [], values=values)
+    return _build("generate", scan, rules)
+
+
 def apply_style(parsed: ParsedRequest, styles: Mapping[str, StyleTemplate]) -> tuple[str, str]:
     """The final (prompt, negative prompt): the request's style filled in, or both unchanged."""
     if parsed.style is None:
@@ -547,7 +569,8 @@ def usage_text(rules: PromptRules) -> str:
     """Short usage for a reply (at most 450 characters, so it fits in a toot with a mention)."""
     head = (
         'Mention me with what you want to see, e.g. "a fox in the snow --n 2".\n'
-        f"Options: --n 1-{rules.max_n}, --seed N, --steps N, --cfg 7, --size 768x512 or "
+        f"Options: --n 1-{rules.max_n}, --seed N, --steps N, --cfg 7, "
+        f"--size {rules.size_example} or "
         "--ar 3:2, --neg TEXT (or ### TEXT), --model NAME, --style NAME, --private, "
         "--qr LINK (a QR code in the picture), --strength 0.6 (with a picture).\n"
     )
@@ -582,7 +605,7 @@ Everything that is not an option is the **prompt**. Options can go anywhere in t
 | `--seed INT` | a seed from 0 to 4294967295, to repeat a result |
 | `--steps N` | sampling steps (the model sets the allowed range) |
 | `--cfg X` | guidance scale, e.g. `7` or `4.5` |
-| `--size WxH` | exact size in pixels, e.g. `768x512` |
+| `--size WxH` | exact size in pixels within the model's limits, e.g. `256x192` |
 | `--ar W:H` | aspect ratio, e.g. `16:9`; the bot picks a size of the model's usual area |
 | `--model NAME` | one of the bot's models |
 | `--style NAME` | one of the bot's styles (templates such as `photo`, `anime`, `pixel`) |

@@ -220,12 +220,14 @@ class Ingest:
         self, mention: Mention, err: PromptError, private: bool = False
     ) -> int:
         reply = self.config.policy.reply_on_refusal.bad_prompt
+        # One pointer to help: some messages (an unknown option) carry their own already.
+        hint = "" if "'help'" in err.message else "\nSend 'help' for how to ask."
         return await self._record(
             mention,
             kind="mention",
             state=JobState.REJECTED,
             error_code=err.code,
-            error_message=f"{err.message}\nSend 'help' for how to ask.",
+            error_message=f"{err.message}{hint}",
             reply=reply,
             params={"reason": err.message},
             visibility=Visibility.DIRECT if private else None,

@@ -59,12 +59,14 @@ def resolve_options(
     else:
         prompt, negative = apply_style(parsed, config.prompt.styles)
         style = parsed.style
+    width: int | None
+    height: int | None
     if parsed.size:
         width, height = parsed.size
     elif parsed.aspect:
         width, height = size_for_aspect(parsed.aspect, preset)
     else:
-        width, height = base.get("width"), base.get("height")
+        width, height = base.get("width"), base.get("height")  # None: the preset's
     request = build_request(
         gen,
         0,

@@ -22,13 +22,19 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from fedibot.storage.database import Database
-from fedibot.storage.models import AuditEntry, BannedUser, DomainOverride, FediseerEntry
+from fedibot.storage.models import (
+    AuditEntry,
+    BannedUser,
+    DomainOverride,
+    FediseerEntry,
+    table_of,
+)
 from fediseer_sync.domains import display_domain, normalize_domain, with_unicode
 
-overrides_t = DomainOverride.__table__
-fediseer_t = FediseerEntry.__table__
-bans_t = BannedUser.__table__
-audit_t = AuditEntry.__table__
+overrides_t = table_of(DomainOverride)
+fediseer_t = table_of(FediseerEntry)
+bans_t = table_of(BannedUser)
+audit_t = table_of(AuditEntry)
 
 Mode = Literal["open", "blocklist", "allowlist"]
 Action = Literal["allow", "deny"]

@@ -17,24 +17,25 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import Text, bindparam, cast, delete, insert, select, text, update
 from sqlalchemy.engine import Connection
 
 from fedibot.moderation import allowlist
 from fedibot.storage.database import Database
-from fedibot.storage.models import SyncRun
-from fediseer_sync.client import FediseerClient
+from fedibot.storage.models import SyncRun, table_of
 from fediseer_sync.config import FediseerConfig
 from fediseer_sync.models import TrustResult
 from fediseer_sync.plan import plan_sync
-from fediseer_sync.sync import fetch_trust
+
+if TYPE_CHECKING:  # the HTTP client (aiohttp) is loaded only by a sync, not by doctor
+    from fediseer_sync.client import FediseerClient
 
 log = logging.getLogger("fedibot.fediseer")
 
 entries_t = allowlist.fediseer_t
-runs_t = SyncRun.__table__
+runs_t = table_of(SyncRun)
 Status = Literal["applied", "held", "failed", "dry_run", "unchanged"]
 STORED_DIFF_LIMIT = 1000
 """Domains kept per list in a `sync_runs.diff` (the counts are always complete)."""
@@ -260,12 +261,17 @@ async def sync_fediseer(
 ) -> SyncOutcome:
     """One sync attempt, always recorded in `sync_runs`. Never raises for a Fediseer problem:
     the outcome says `failed` and the last good list stays."""
+    from fediseer_sync.client import FediseerClient
+    from fediseer_sync.sync import fetch_trust
+
     started = clock()
     try:
         if client is not None:
             result = await fetch_trust(client, fediseer_cfg)
         else:
-            async with FediseerClient.from_config(fediseer_cfg) as own:
+            from fedibot.config.secrets import resolve_secrets
+
+            async with FediseerClient.from_config(resolve_secrets(fediseer_cfg, "fediseer")) as own:
                 result = await fetch_trust(own, fediseer_cfg)
     except Exception as exc:  # any unreadable source: keep the last good list
         error = _describe(exc)
@@ -293,8 +299,8 @@ async def sync_fediseer(
         allowlist.bump_version()
     if status == "held":
         log.warning("Fediseer sync held: %s", summary.get("held_reason"))
-    error = summary.get("held_reason") if status == "held" else None
-    return SyncOutcome(status, summary, error, run_id, started, finished, refreshed)
+    held = summary.get("held_reason") if status == "held" else None
+    return SyncOutcome(status, summary, held, run_id, started, finished, refreshed)
 
 
 def last_sync_run(conn: Connection) -> SyncRunRecord | None:

@@ -29,9 +29,9 @@ from fedibot.config.policy import PolicyConfig, QuotaConfig
 from fedibot.moderation import allowlist
 from fedibot.moderation.prompt_filter import PromptFilter
 from fedibot.storage.database import Database
-from fedibot.storage.models import Job, JobState, ReplyState
+from fedibot.storage.models import Job, JobState, ReplyState, table_of
 
-jobs = Job.__table__
+jobs = table_of(Job)
 HOUR = 3600.0
 DAY = 86400.0
 # Jobs that still hold a slot of the requester (everything before a terminal state).

@@ -8,6 +8,7 @@ import re
 import sys
 import time
 from collections.abc import Iterable
+from typing import Any
 
 _BEARER = re.compile(r"(?i)(bearer\s+|access_token=|jwt=|apikey[=:]\s*|password=)([^\s&\"',]+)")
 _EXTRA_FIELDS = ("job_id", "from_state", "to_state", "reason", "worker", "remote", "account")
@@ -69,11 +70,11 @@ def setup_logging(level: str = "INFO", fmt: str = "text", secrets: Iterable[str]
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
 
 
-def config_secrets(config) -> list[str]:  # type: ignore[no-untyped-def]
+def config_secrets(config: Any) -> list[str]:
     """Every secret value in the config (SecretStr fields), for the filter."""
     found: list[str] = []
 
-    def walk(obj) -> None:  # type: ignore[no-untyped-def]
+    def walk(obj: Any) -> None:
         from pydantic import BaseModel, SecretStr
 
         if isinstance(obj, SecretStr):

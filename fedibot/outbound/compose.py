@@ -142,7 +142,7 @@ def compose_text(job: Any, mention: Mention, text: str) -> OutgoingPost:
     return OutgoingPost(**_base_post(job, mention, text))
 
 
-class _Blank(dict):  # type: ignore[type-arg]
+class _Blank(dict[str, str]):
     """format_map() helper: an unknown {name} becomes empty instead of a KeyError."""
 
     def __missing__(self, key: str) -> str:

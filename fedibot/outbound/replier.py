@@ -214,11 +214,12 @@ class Replier:
         else:
             if isinstance(remote, Skipped):
                 return
+            posted = remote if isinstance(remote, PostResult) else None
             await self.queue.reply_sent(
                 self.worker_id,
                 row.id,
-                remote.remote_id if remote else None,
-                remote.url if remote else None,
+                posted.remote_id if posted else None,
+                posted.url if posted else None,
             )
         finally:
             since = self._spent_since.pop(row.id, None)

@@ -47,12 +47,12 @@ from sqlalchemy.engine import Connection, Row
 
 from fedibot.ops import metrics
 from fedibot.storage.database import Database
-from fedibot.storage.models import Job, JobImage, JobState, ReplyState
+from fedibot.storage.models import Job, JobImage, JobState, ReplyState, table_of
 
 log = logging.getLogger("fedibot.queue.jobs")
 
-jobs = Job.__table__
-images = JobImage.__table__
+jobs = table_of(Job)
+images = table_of(JobImage)
 
 CLAIM_ORDER = (jobs.c.fair_seq, jobs.c.priority.desc(), jobs.c.id)
 # What a claim hands the worker: everything but the JSON documents (decoding those for every
@@ -78,6 +78,20 @@ class QueueSettings:
     # tries, ~2 days with the default backoff cap; `fedibot queue retry` brings it back.
     max_reply_attempts: int = 50
     clock: Callable[[], float] = time.time
+
+    @classmethod
+    def from_config(cls, config: Any, clock: Callable[[], float] = time.time) -> QueueSettings:
+        """The settings in a FedibotConfig (`[queue]`, and the generator's lease)."""
+        q = config.queue
+        return cls(
+            max_attempts=q.max_attempts,
+            lease_seconds=config.generator.lease_seconds,
+            retry_base_seconds=q.retry_base_seconds,
+            retry_max_seconds=q.retry_max_seconds,
+            reply_retry_max_seconds=q.reply_retry_max_seconds,
+            per_requester_in_flight=q.per_requester_in_flight,
+            clock=clock,
+        )
 
 
 @dataclass
@@ -265,10 +279,12 @@ class JobQueue:
                 break
         if not chosen:
             return []
-        claimed = conn.execute(
-            self._stmts.claim_update,
-            {"ids": chosen, "worker": worker_id, "expires": now + lease, "now": now},
-        ).all()
+        claimed = list(
+            conn.execute(
+                self._stmts.claim_update,
+                {"ids": chosen, "worker": worker_id, "expires": now + lease, "now": now},
+            ).all()
+        )
         order = {job_id: i for i, job_id in enumerate(chosen)}
         claimed.sort(key=lambda r: order[r.id])
         return claimed
@@ -502,7 +518,7 @@ class JobQueue:
         """The reply is on the server: replying → done, or an error reply sending → sent."""
         now = self._now()
 
-        def _sent(conn: Connection) -> Row[Any] | None:
+        def _sent(conn: Connection) -> Row[Any, Any] | None:
             row = conn.execute(
                 select(jobs.c.state, jobs.c.created_at).where(
                     jobs.c.id == job_id, jobs.c.lease_owner == worker_id

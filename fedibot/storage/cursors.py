@@ -8,9 +8,9 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from fedibot.storage.database import Database
-from fedibot.storage.models import Cursor
+from fedibot.storage.models import Cursor, table_of
 
-cursors = Cursor.__table__
+cursors = table_of(Cursor)
 
 
 class DbCursorStore:

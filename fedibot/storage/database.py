@@ -132,7 +132,7 @@ def _ensure_sqlite_dir(url: URL) -> None:
 
 def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy's begin event, not the driver, start transactions.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Table,
     Text,
     UniqueConstraint,
     text,
@@ -29,6 +30,13 @@ BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 class Base(DeclarativeBase):
     """Declarative base of every table."""
+
+
+def table_of(model: type[Base]) -> Table:
+    """A model's Table, for Core statements (SQLAlchemy types `__table__` as a FromClause)."""
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
 
 
 class JobState:

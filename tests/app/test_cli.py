@@ -6,8 +6,10 @@ import asyncio
 import json
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from fedibot.cli.main import main
@@ -75,6 +77,11 @@ def test_queue_commands_print_one_json_document(tmp_path):
         runner.invoke(main, ["--config", str(cfg), "queue", "show", str(first), "--json"]).output
     )
     assert shown["prompt"] == "a lighthouse 1" and shown["images"] == []
+    created = datetime.fromisoformat(shown["created_at"])  # ISO 8601, not epoch seconds
+    assert created.tzinfo is not None and abs(datetime.now(UTC) - created).days == 0
+    assert shown["finished_at"] is None
+    table = runner.invoke(main, ["--config", str(cfg), "queue", "show", str(first)]).output
+    assert shown["created_at"][:10] in table
 
     result = runner.invoke(main, ["--config", str(cfg), "queue", "cancel", str(first)])
     assert result.exit_code == 0, result.output
@@ -154,3 +161,50 @@ def test_purge_refuses_to_delete_everything_when_retention_is_forever(tmp_path):
     assert "keep jobs forever" in result.output
     result = CliRunner().invoke(main, ["--config", str(cfg), "queue", "show", "9" * 30])
     assert result.exit_code == 2 and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["   "], "empty_prompt: the prompt is empty"),
+        (["a" * 5000], "prompt_too_long: the prompt is 5000 characters long; at most 1000"),
+        (["a fox", "--seed", str(2**32)], "bad_option: --seed must be a whole number from 0 to"),
+        (["a fox", "--n", "9"], "bad_option: --n must be a whole number from 1 to 4"),
+        (["a fox", "--steps", "999"], "bad_option: steps 999 is outside 1..50 for model 'tiny'"),
+        (["a fox", "--model", "nope"], "unknown_model: there is no model called 'nope'"),
+    ],
+)
+def test_generate_refuses_what_a_mention_would_with_the_same_message(tmp_path, args, expected):
+    from fedibot.config.loader import FedibotConfig
+    from fedibot.intake.grammar import PromptError, PromptRules, parse
+    from fedibot.intake.options import resolve_options
+
+    result = CliRunner().invoke(
+        main, ["--config", str(_config(tmp_path)), "generate", *args, "--out", str(tmp_path)]
+    )
+    assert result.exit_code == 2, result.output
+    assert expected in result.output
+    # ... and a mention with the same request gets the same message
+    config = FedibotConfig()
+    mention = " ".join(f'"{a}"' if a.startswith("nope") else a for a in args)
+    with pytest.raises(PromptError) as info:
+        resolve_options(config, parse(mention, PromptRules.from_config(config.prompt, ["tiny"])))
+    assert f"{info.value.code}: {info.value.message}" in result.output
+    assert not list(tmp_path.glob("*.png"))
+
+
+def test_doctor_reports_an_unset_token_as_that_accounts_problem(tmp_path, monkeypatch):
+    monkeypatch.delenv("FEDIBOT_TEST_DOCTOR_TOKEN", raising=False)
+    cfg = _config(tmp_path)
+    cfg.write_text(
+        cfg.read_text()
+        + '[[accounts]]\nname="m"\nplatform="mastodon"\nbase_url="https://m.example"\n'
+        'access_token="env:FEDIBOT_TEST_DOCTOR_TOKEN"\n'
+    )
+    result = CliRunner().invoke(main, ["--config", str(cfg), "doctor", "--json"])
+    assert result.exit_code == 1, result.output
+    checks = {c["check"]: c for c in json.loads(result.output)["checks"]}
+    assert checks["database"]["ok"] and checks["config"]["ok"]
+    account = checks["account m (mastodon)"]
+    assert not account["ok"]
+    assert "FEDIBOT_TEST_DOCTOR_TOKEN is not set" in account["detail"]

@@ -148,3 +148,12 @@ async def test_error_reply_on_lemmy_cannot_mention_anyone(ingest):
     assert job.state == JobState.REJECTED
     text = compose_error(job, mention("x", platform="lemmy"), escape=escape_markdown).text
     assert "\\@victim" in text and "@" not in text.replace("\\@", "")  # every @ escaped
+
+
+@pytest.mark.parametrize("text", ["a fox --frobnicate 3", "a fox --steps 999", "--n 2"])
+async def test_an_error_reply_points_to_help_exactly_once(ingest, text):
+    m = mention(text)
+    job = await _job(ingest, m)
+    assert job.state == JobState.REJECTED
+    reply = compose_error(job, m).text
+    assert reply.count("'help'") == 1, reply

@@ -87,11 +87,12 @@ async def test_run_serves_health_and_stops_cleanly_on_sigterm(tmp_path):
     try:
         health = None
         async with aiohttp.ClientSession() as http:
-            for _ in range(100):
+            deadline = asyncio.get_running_loop().time() + 120
+            while health is None and proc.poll() is None:
+                assert asyncio.get_running_loop().time() < deadline, "never became healthy"
                 try:
                     async with http.get(f"http://127.0.0.1:{port}/healthz") as resp:
                         health = await resp.json()
-                        break
                 except aiohttp.ClientError:
                     await asyncio.sleep(0.1)
         assert health is not None and health["ok"] is True

@@ -18,22 +18,30 @@ async def test_a_queued_job_wakes_an_idle_worker(sqlite_db, tiny_data_dir):
         device="cpu",
         data_dir=str(tiny_data_dir),
         safety=SafetyConfig(classifier="none"),
-        idle_poll_seconds=120,  # without the wake-up the job would wait two minutes
+        idle_poll_seconds=3600,  # without the wake-up the job would wait an hour
         cpu_threads=1,
     )
     queue = JobQueue(sqlite_db)
     service = GeneratorService(config)
-    worker = Worker(QueueWorkSource(queue), service, config, "w")
+    idle = asyncio.Event()
+
+    class WatchedSource(QueueWorkSource):
+        async def claim(self, worker_id, max_batch, lease_seconds):
+            claimed = await super().claim(worker_id, max_batch, lease_seconds)
+            if not claimed:
+                idle.set()  # the worker found nothing and goes idle now
+            return claimed
+
+    worker = Worker(WatchedSource(queue), service, config, "w")
     queue.add_listener(lambda state: worker.wake() if state == JobState.QUEUED else None)
     task = asyncio.ensure_future(worker.run())
     try:
-        await asyncio.sleep(0.5)  # the worker found nothing and is idle now
+        await asyncio.wait_for(idle.wait(), 60)
         job_id = (await queue.enqueue(job("1", width=64, height=64, steps=2))).job_id
-        for _ in range(600):
-            if (await queue.get(job_id)).state == JobState.GENERATED:
-                break
+        deadline = asyncio.get_running_loop().time() + 60  # far below the idle poll
+        while (await queue.get(job_id)).state != JobState.GENERATED:
+            assert asyncio.get_running_loop().time() < deadline, "the worker was not woken"
             await asyncio.sleep(0.05)
-        assert (await queue.get(job_id)).state == JobState.GENERATED
     finally:
         worker.request_stop()
         await asyncio.wait_for(task, 30)

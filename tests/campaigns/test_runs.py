@@ -297,10 +297,10 @@ async def test_thread_posts_keep_run_order_when_the_later_run_is_posted_first(
         ):
             await asyncio.sleep(0.01)
 
-    await asyncio.wait_for(later_is_waiting(), 10)
+    await asyncio.wait_for(later_is_waiting(), 60)
     assert not later.done() and fake.posted_statuses == []
     first = await bot.campaigns.post(rows[0], images[0], bot.adapter)
-    second = await asyncio.wait_for(later, 10)
+    second = await asyncio.wait_for(later, 60)
     assert [s["id"] for s in fake.posted_statuses] == [first.remote_id, second.remote_id]
     assert fake.posted_statuses[1]["in_reply_to_id"] == first.remote_id
 

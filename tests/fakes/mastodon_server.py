@@ -126,6 +126,10 @@ class _Bucket:
     period: float
     remaining: int = -1
     reset_at: float = 0.0
+    # `exhaust(..., from_first_refusal=True)`: the reset is set this many seconds after the
+    # first refused request, so the refusal happens however slow the machine is.
+    pending_reset: float | None = None
+    refused_until: list[float] = field(default_factory=list)  # each exhaustion's reset time
 
     def refresh(self, now: float) -> None:
         if now >= self.reset_at or self.remaining < 0:
@@ -576,11 +580,17 @@ class FakeMastodon:
             _Failure(re.compile(path_pattern), method, status, dict(headers or {}), body, times)
         )
 
-    def exhaust(self, bucket: str, reset_in: float) -> None:
-        """Spend a rate-limit bucket ("api", "statuses", "media") until `reset_in` s from now."""
+    def exhaust(self, bucket: str, reset_in: float, *, from_first_refusal: bool = False) -> None:
+        """Spend a rate-limit bucket ("api", "statuses", "media") until `reset_in` s from now,
+        or (`from_first_refusal`) until `reset_in` s after the first request it refuses."""
         b = self.buckets[bucket]
         b.remaining = 0
-        b.reset_at = time.time() + reset_in
+        if from_first_refusal:
+            b.reset_at = float("inf")
+            b.pending_reset = reset_in
+        else:
+            b.reset_at = time.time() + reset_in
+            b.refused_until.append(b.reset_at)
 
     def count(self, method: str, path_prefix: str) -> int:
         return sum(
@@ -638,6 +648,10 @@ class FakeMastodon:
             headers = {**base, **self._ratelimit_headers(bucket), **failure.headers}
             response = web.json_response(failure.body, status=failure.status, headers=headers)
         elif bucket.remaining <= 0:
+            if bucket.pending_reset is not None:
+                bucket.reset_at = now + bucket.pending_reset
+                bucket.refused_until.append(bucket.reset_at)
+                bucket.pending_reset = None
             response = web.json_response(
                 {"error": "Too many requests"},
                 status=429,

@@ -1,7 +1,8 @@
 """Run a Worker over a MemoryWorkSource that logs to a file; used by test_worker_sigterm.py.
 
 usage: python -m tests.generator.sigterm_worker DATA_DIR LOG_PATH
-Each pipeline call logs a `pipeline_started` line, then sleeps 1.5 s so a signal lands mid-batch.
+Each pipeline call logs a `pipeline_started` line, then computes until the worker has taken
+the signal (at most 60 s), so the signal lands mid-batch however slow the machine is.
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ async def main(data_dir: Path, log_path: Path) -> None:
     def slow(kwargs: dict[str, Any]) -> None:
         with open(log_path, "a") as fh:
             fh.write(json.dumps({"event": "pipeline_started", "n": len(kwargs["prompt"])}) + "\n")
-        time.sleep(1.5)
+        deadline = time.monotonic() + 60
+        while not worker.stopping and time.monotonic() < deadline:
+            time.sleep(0.01)
 
     loaded.pipe = WrappedPipe(loaded.pipe, slow)
     requests = [GenerationRequest(job_id=i, prompt=f"p{i}", seeds=[i]) for i in range(12)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -42,36 +43,51 @@ async def test_serves_every_job_in_compatible_batches(
         assert all(img.path.is_file() for img in result.images)
 
 
+def wait_in_thread(condition: Any, what: str, timeout: float = 60.0) -> None:
+    """Block the calling (pipeline) thread until `condition()` holds; fail after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting: {what}")
+        time.sleep(0.005)
+
+
 async def test_heartbeats_and_loop_stays_free_during_a_long_batch(
     service: GeneratorService, tiny_data_dir: Path, wrap_pipe: Any
 ) -> None:
-    wrap_pipe(lambda kwargs: time.sleep(0.5))
+    loop = asyncio.get_running_loop()
     cfg = service.config.model_copy(update={"heartbeat_seconds": 0.05})
     source = MemoryWorkSource([job(3000), job(3001)])
-    ticks = 0
 
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.01)
-            ticks += 1
+    async def on_the_loop() -> bool:
+        return True
 
-    tick_task = asyncio.create_task(ticker())
-    started = time.monotonic()
+    def compute(kwargs: dict[str, Any]) -> None:
+        # While the pipeline computes, the event loop must run other coroutines (a blocked
+        # loop would never answer) and the worker must keep its lease alive.
+        answer = asyncio.run_coroutine_threadsafe(on_the_loop(), loop)
+        assert answer.result(timeout=60)
+        beats = source.heartbeats
+        wait_in_thread(lambda: source.heartbeats >= beats + 2, "two heartbeats mid-batch")
+
+    wrap_pipe(compute)
     await Worker(source, service, cfg, "w", exit_when_empty=True).run()
-    elapsed = time.monotonic() - started
-    tick_task.cancel()
     assert set(source.results) == {3000, 3001}
-    assert source.heartbeats >= 3
-    assert ticks >= 0.5 * elapsed / 0.01  # the event loop kept running while the CPU worked
+    assert source.heartbeats >= 2
 
 
 async def test_next_batch_is_claimed_while_the_current_one_computes(
     service: GeneratorService, config: GeneratorConfig, tmp_path: Path, wrap_pipe: Any
 ) -> None:
-    wrap_pipe(lambda kwargs: time.sleep(0.2))
     log = tmp_path / "events.jsonl"
     source = MemoryWorkSource([job(4000 + i) for i in range(12)], log_path=log)
+
+    def claims() -> int:
+        return log.read_text().count('"event": "claim"')  # safe against a half-written line
+
+    # The first batch computes until the next one is claimed (or the wait gives up, and
+    # the order below shows the claim came only after the completion).
+    wrap_pipe(lambda kwargs: wait_in_thread(lambda: claims() >= 2, "a prefetch claim", 20))
     await Worker(source, service, config, "w", exit_when_empty=True).run()
     events = [json.loads(line)["event"] for line in log.read_text().splitlines()]
     assert events[:2] == ["claim", "claim"]  # second claim before the first completion
@@ -82,11 +98,13 @@ async def test_request_stop_finishes_the_batch_and_hands_back_the_prefetch(
     service: GeneratorService, config: GeneratorConfig, wrap_pipe: Any
 ) -> None:
     started = asyncio.Event()
+    stopped = threading.Event()
     loop = asyncio.get_running_loop()
 
     def slow(kwargs: dict[str, Any]) -> None:
         loop.call_soon_threadsafe(started.set)
-        time.sleep(0.3)
+        if not stopped.wait(timeout=60):  # the first batch is mid-compute at request_stop
+            raise AssertionError("the test never asked the worker to stop")
 
     wrap_pipe(slow)
     source = MemoryWorkSource([job(5000 + i) for i in range(20)])
@@ -94,7 +112,8 @@ async def test_request_stop_finishes_the_batch_and_hands_back_the_prefetch(
     task = asyncio.create_task(worker.run())
     await started.wait()
     worker.request_stop()
-    await asyncio.wait_for(task, 30)
+    stopped.set()
+    await asyncio.wait_for(task, 60)
     assert len(source.results) == config.max_batch
     assert source.pending == 20 - config.max_batch  # the prefetched jobs are queued again
     assert source.leased_to("w") == []

@@ -11,7 +11,7 @@ from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
 from federation.errors import PermanentError, RemoteGone, TransientError
-from federation.lemmy import LemmyAdapter, LockedPostError
+from federation.lemmy import LemmyAdapter, LockedPostError, SlidingWindow
 from federation.markdown_safe import escape
 from federation.types import MediaItem, Mention, OutgoingPost, Visibility
 from tests.fakes.lemmy_server import FakeLemmy
@@ -153,21 +153,26 @@ async def test_a_spent_image_budget_delays_the_reply_until_the_window_frees(
     adapter: LemmyAdapter, fake: FakeLemmy, alice: dict, sink, images
 ) -> None:
     assert adapter.limits.image == (2, 1.0)
+    now = [100.0]  # the adapter's window runs on a clock the test moves
+    adapter._images = SlidingWindow(*adapter.limits.image, clock=lambda: now[0])
     fake.mention(alice, "one")
     fake.mention(alice, "two")
     await adapter.catch_up(sink)
     first, second = sink.mentions
     await adapter.post(reply_to(first, "1", [MediaItem(p, "a") for p in images(2)]))
-    assert adapter.estimated_wait(1) > 0
+    assert adapter.estimated_wait(1) == pytest.approx(1.0)
 
+    now[0] += 0.25
     later = reply_to(second, "2", [MediaItem(images(1)[0], "b")], key="job-2")
     with pytest.raises(TransientError) as info:
         await adapter.post(later)
-    assert 0.5 < info.value.retry_after <= 1.0  # the window, not a guess
+    assert info.value.retry_after == pytest.approx(0.75)  # the window, not a guess
     assert len(fake.images) == 2 and len(fake.comments_by(fake.bot)) == 1  # nothing sent
     assert not [r for r in fake.requests if r.status == 429]  # paced, not refused
 
-    await asyncio.sleep(info.value.retry_after + 0.02)
+    now[0] += 0.75
+    assert adapter.estimated_wait(1) == 0.0
+    await asyncio.sleep(1.05)  # the fake server's own (real-time) window frees too
     result = await adapter.post(later)
     assert len(fake.images) == 3
     assert result.remote_id == str(fake.comments_by(fake.bot)[-1]["id"])

@@ -36,7 +36,7 @@ class Collector:
     def ids(self) -> list[str]:
         return [m.remote_id for m in self.mentions]
 
-    async def wait_for(self, count: int, timeout: float = 10.0) -> None:
+    async def wait_for(self, count: int, timeout: float = 60.0) -> None:
         async def _wait() -> None:
             while len(self.mentions) < count:
                 await asyncio.sleep(0.01)

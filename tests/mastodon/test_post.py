@@ -158,10 +158,13 @@ async def test_429_with_iso_reset_is_transient_then_succeeds_after_reset(
 ) -> None:
     adapter = await make_adapter()
     request = await _request(fake, adapter)
-    fake.exhaust("statuses", reset_in=1.5)
+    # The reset is 4 s after the refusal, so a slow machine cannot let it pass unseen.
+    fake.exhaust("statuses", reset_in=4.0, from_first_refusal=True)
     with pytest.raises(TransientError) as caught:
         await adapter.post(_reply(request, idempotency_key="k"))
-    assert 1.0 <= caught.value.retry_after <= 3.6  # the ISO reset (+ up to 1 s jitter)
+    # The ISO reset (less the answer's way back, plus the Date header's rounding and up to
+    # 1 s of jitter).
+    assert 2.0 <= caught.value.retry_after <= 6.1
     posts = fake.count("POST", "/api/v1/statuses")
     # Asking again before the reset: the adapter knows the budget is spent.
     adapter.max_inline_wait = 0.0
@@ -193,7 +196,7 @@ async def test_injected_429_with_only_a_reset_header(
 async def test_status_budget_from_headers_holds_posts_without_asking(
     fake: FakeMastodon, make_adapter: MakeAdapter
 ) -> None:
-    fake.buckets["statuses"] = _Bucket(limit=3, period=1.2)
+    fake.buckets["statuses"] = _Bucket(limit=3, period=4.0)  # long enough for 3 slow posts
     adapter = await make_adapter()
     adapter.max_inline_wait = 0.1
     request = await _request(fake, adapter)
@@ -201,7 +204,7 @@ async def test_status_budget_from_headers_holds_posts_without_asking(
         await adapter.post(_reply(request))
     with pytest.raises(TransientError) as caught:
         await adapter.post(_reply(request))
-    assert 0.0 < caught.value.retry_after <= 3.3  # 1.2 s + Date-header rounding + jitter
+    assert 0.0 < caught.value.retry_after <= 6.1  # 4 s + Date-header rounding + jitter
     assert fake.count("POST", "/api/v1/statuses") == 3  # the 4th never left
     await asyncio.sleep(caught.value.retry_after)
     await adapter.post(_reply(request))

@@ -1,6 +1,7 @@
 """A claimer in its own OS process: claims batches until the queue is empty.
 
 usage: python -m tests.queue.claimer_proc DB_URL WORKER_ID OUT_FILE [--hold] [--go FILE]
+    [--lease SECONDS]
 Writes one completed job id per line. With --hold it claims one batch, writes the claimed
 ids, then sleeps (to be killed mid-lease). With --go it writes OUT_FILE.ready and waits for
 FILE to exist before claiming, so several processes start together; each batch then takes a
@@ -19,7 +20,8 @@ from fedibot.storage.database import Database
 
 async def main(url: str, worker: str, out: str, hold: bool) -> None:
     db = Database(url)
-    queue = JobQueue(db, QueueSettings(per_requester_in_flight=10_000, lease_seconds=2))
+    lease = float(sys.argv[sys.argv.index("--lease") + 1]) if "--lease" in sys.argv else 2.0
+    queue = JobQueue(db, QueueSettings(per_requester_in_flight=10_000, lease_seconds=lease))
     go = sys.argv[sys.argv.index("--go") + 1] if "--go" in sys.argv else None
     if go:
         Path(out + ".ready").touch()

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -32,9 +33,10 @@ async def test_two_processes_complete_each_job_exactly_once(db, db_url, tmp_path
     outs = [tmp_path / f"p{i}.txt" for i in range(3)]
     go = tmp_path / "go"
     procs = [spawn(db_url, f"proc{i}", out, "--go", str(go)) for i, out in enumerate(outs)]
-    for _ in range(600):  # all three connected and waiting at the barrier
-        if all(Path(f"{out}.ready").exists() for out in outs):
-            break
+    deadline = time.monotonic() + 120
+    while not all(Path(f"{out}.ready").exists() for out in outs):  # all three at the barrier
+        assert all(p.poll() is None for p in procs), "a claimer process died at start"
+        assert time.monotonic() < deadline, "the claimer processes never got ready"
         await asyncio.sleep(0.05)
     go.touch()
     for proc in procs:
@@ -46,23 +48,33 @@ async def test_two_processes_complete_each_job_exactly_once(db, db_url, tmp_path
 
 
 async def test_killed_claimer_process_jobs_come_back_after_lease_expiry(db, db_url, tmp_path):
-    queue = JobQueue(db, QueueSettings(retry_base_seconds=0.01, per_requester_in_flight=100))
+    # The survivor's clock is moved on by hand past the dead claimer's (long) lease, so no
+    # sleep races the lease on a slow machine.
+    offset = [0.0]
+    settings = QueueSettings(
+        retry_base_seconds=0.01,
+        per_requester_in_flight=100,
+        clock=lambda: time.time() + offset[0],
+    )
+    queue = JobQueue(db, settings)
     for i in range(5):
         await queue.enqueue(job(str(i)))
     held = tmp_path / "held.txt"
-    proc = spawn(db_url, "doomed", held, "--hold")
-    for _ in range(200):
-        if held.exists() and held.read_text().strip():
-            break
+    proc = spawn(db_url, "doomed", held, "--hold", "--lease", "600")
+    deadline = time.monotonic() + 120
+    while not (held.exists() and held.read_text().endswith("\n")):
+        assert proc.poll() is None, "the claimer process died before claiming"
+        assert time.monotonic() < deadline, "the claimer process never claimed"
         await asyncio.sleep(0.05)
     claimed = {int(x) for x in held.read_text().split()}
     assert len(claimed) == 5
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert await queue.claim("survivor", max_batch=8) == []
-    await asyncio.sleep(2.2)  # the claimer's 2 s lease runs out
+    assert await queue.requeue_expired() == 0  # the lease still runs
+    offset[0] = 601  # the claimer's 600 s lease runs out
     assert await queue.requeue_expired() == 5
-    await asyncio.sleep(0.05)
+    offset[0] = 700  # and the retry backoff passes
     again = await queue.claim("survivor", max_batch=8)
     assert {r.id for r in again} == claimed
     for row in again:
