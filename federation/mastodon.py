@@ -498,6 +498,10 @@ class MastodonAdapter:
         self.stream_not_served: dict[str, int] = {}  # kind → the status that said so
         self._sse_status: int | None = None
         self._ws_token_place: TokenPlace | None = None
+        # Set while a stream is open and the catch-up after its connect has run: from then
+        # on a new mention arrives over the stream (tests and `doctor` wait on it).
+        self.stream_synced = asyncio.Event()
+        self.media_api = "/api/v2/media"
 
     def __repr__(self) -> str:  # never the token
         return f"MastodonAdapter(name={self.name!r}, base_url={self.config.base_url!r})"
@@ -647,6 +651,7 @@ class MastodonAdapter:
         self._ws_token_place = None
         self._stream_kinds = list(self.flavour.stream_order)
         self.stream_not_served = {}
+        self.media_api = await self._media_endpoint()
         self.local_domain = (self.limits.domain or self.local_domain).lower()
         self._bot_id = str(me["id"])
         if self.config.set_bot_flag and not me.get("bot"):
@@ -659,6 +664,16 @@ class MastodonAdapter:
         self.me = to_account(me, self.local_domain)
         log.info("%s: logged in as %s on %s", self.name, self.me.acct, self.flavour.describe())
         return self.me
+
+    async def _media_endpoint(self) -> str:
+        """The upload endpoint Mastodon.py will pick: v2 (asynchronous) from version 3.1.4
+        on, by the instance's version string; Akkoma/Pleroma report API level 2.7.2 and get
+        the synchronous v1 (which both serve: router.ex `post("/media", :create)`)."""
+        try:
+            v2 = await asyncio.to_thread(self._client.verify_minimum_version, "3.1.4", cached=True)
+        except Exception:
+            v2 = True
+        return "/api/v2/media" if v2 else "/api/v1/media"
 
     def _find_streaming_url(
         self, v2: Mapping[str, Any] | None, v1: Mapping[str, Any] | None
@@ -694,7 +709,7 @@ class MastodonAdapter:
         return (
             f"{self.flavour.describe()} (version {self.flavour.raw_version!r}); {receiving}; "
             f"notifications {self.flavour.notification_type_param}, "
-            f"{self.flavour.notifications_page} per page; media /api/v2/media ({mimes}); "
+            f"{self.flavour.notifications_page} per page; media {self.media_api} ({mimes}); "
             f"{lim.max_characters} chars, "
             f"{lim.max_media_attachments} images, alt text {lim.description_limit}; "
             f"language as {self.flavour.language_form}"
@@ -954,6 +969,8 @@ class MastodonAdapter:
             self.receive_mode = "polling"
             interval = min(interval, self.poll_interval)
         catch_up_backoff = Backoff(base=2.0, cap=interval)
+        gap_pending = False  # a stream connected; the catch-up closing its gap is due
+        self.stream_synced.clear()
         try:
             while True:
                 now = loop.time()
@@ -961,10 +978,14 @@ class MastodonAdapter:
                     reconnect_at = None
                     self._stream = self._new_stream(loop, queue)
                 if now >= next_catch_up:
+                    closing_gap, gap_pending = gap_pending, False
                     if await self._safe_catch_up(sink):
                         catch_up_backoff.reset()
                         next_catch_up = loop.time() + interval
+                        if closing_gap and self._stream is not None:
+                            self.stream_synced.set()
                     else:
+                        gap_pending = gap_pending or closing_gap
                         next_catch_up = loop.time() + catch_up_backoff.next_delay()
                 deadline = min(next_catch_up, reconnect_at if reconnect_at is not None else 1e18)
                 try:
@@ -985,9 +1006,11 @@ class MastodonAdapter:
                     else:
                         log.debug("%s: stream reconnected", self.name)
                     next_catch_up = loop.time()  # close the gap since the last event
+                    gap_pending = True
                 elif kind == "unsupported":
                     if stream is self._stream:
                         self._stream = None
+                        self.stream_synced.clear()
                         gone = self._stream_kinds.pop(0)
                         self.stream_not_served[gone.value] = int(payload)
                         if self._stream_kinds:
@@ -1014,6 +1037,7 @@ class MastodonAdapter:
                 elif kind == "ended":
                     if stream is not None and stream is self._stream:
                         self._stream = None
+                        self.stream_synced.clear()
                         if time.monotonic() - stream.started_at > self.stream_stable_after:
                             self.reconnect_backoff.reset()
                         delay = self.reconnect_backoff.next_delay()
@@ -1037,6 +1061,7 @@ class MastodonAdapter:
                         log.exception("%s: handling a stream event failed", self.name)
                         next_catch_up = min(next_catch_up, loop.time() + 5.0)
         finally:
+            self.stream_synced.clear()
             if self._stream is not None:
                 self._stream.stop()
                 self._stream = None

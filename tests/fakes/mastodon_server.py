@@ -37,7 +37,7 @@ from urllib.parse import urlencode
 import yaml
 from aiohttp import web
 
-from tests.fakes.mastodon_flavours import MASTODON, ServerFlavour
+from tests.fakes.mastodon_flavours import ISO_639_1, MASTODON, ServerFlavour
 from tests.fixtures_path import MASTODON_CASSETTES
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -686,7 +686,11 @@ class FakeMastodon:
             try:
                 response = await handler(request)
             except web.HTTPException as exc:
-                response = web.json_response(json.loads(exc.text or "{}"), status=exc.status)
+                try:
+                    body = json.loads(exc.text or "{}")
+                except ValueError:  # aiohttp's own "404: Not Found" for an unknown route
+                    body = {"error": "Record not found" if exc.status == 404 else exc.reason}
+                response = web.json_response(body, status=exc.status)
             for key, value in {**base, **self._ratelimit_headers(bucket)}.items():
                 response.headers.setdefault(key, value)
         record.status = response.status
@@ -749,6 +753,9 @@ class FakeMastodon:
         r.add_get("/api/v1/notifications", self._list_notifications)
         r.add_get("/api/v1/notifications/{id}", self._get_notification)
         r.add_post("/api/v2/media", self._post_media)
+        # Synchronous v1 upload: Mastodon.py uses it when the version says < 3.1.4, i.e. on
+        # Akkoma/Pleroma ("2.7.2 (compatible; …)"; router.ex `post("/media", :create)`).
+        r.add_post("/api/v1/media", self._post_media_v1)
         r.add_get("/api/v1/media/{id}", self._get_media)
         r.add_post("/api/v1/statuses", self._post_status)
         r.add_get("/api/v1/statuses/{id}", self._get_status)
@@ -1080,6 +1087,14 @@ class FakeMastodon:
         body = self._media_json(media)
         return web.json_response(body, status=202 if media.polls_left > 0 else 200)
 
+    async def _post_media_v1(self, request: web.Request) -> web.Response:
+        response = await self._post_media(request)
+        if response.status == 202:  # v1 answers when the file is processed
+            media = self.media[json.loads(response.body)["id"]]  # type: ignore[arg-type]
+            media.polls_left = 0
+            return web.json_response(self._media_json(media))
+        return response
+
     async def _get_media(self, request: web.Request) -> web.Response:
         self._auth(request)
         media = self.media.get(request.match_info["id"])
@@ -1140,7 +1155,7 @@ class FakeMastodon:
         if (
             language is not None
             and self.flavour.languages == "alpha2"
-            and not re.fullmatch("[a-z]{2}", str(language))
+            and str(language) not in ISO_639_1
         ):
             return self._error(422, "Invalid language")  # Akkoma activity_draft.ex
         if not text.strip() and not media_ids:
