@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from federation.base import Adapter
-from federation.errors import PermanentError, RemoteGone, TransientError
+from federation.errors import PermanentError, RemoteGone, ReplyForbidden, TransientError
 from federation.types import OutgoingPost, PostResult
 from fedibot import metrics
 from fedibot.compose import compose_error, compose_result, compose_text
@@ -117,6 +117,14 @@ class Replier:
         except RemoteGone as err:
             await self.queue.reply_failed(
                 self.worker_id, row.id, err.code, str(err), retryable=False, gone=True
+            )
+        except ReplyForbidden as err:
+            # The requester's server or policy does not let the bot answer: nobody is told
+            # (an error reply would be refused the same way); the reason stays on the job.
+            metrics.ADAPTER_ERRORS.labels(account=row.bot_account, kind="forbidden").inc()
+            log.info("job %s: not allowed to reply: %s", row.id, err)
+            await self.queue.reply_failed(
+                self.worker_id, row.id, err.code, str(err), retryable=False
             )
         except TransientError as err:
             metrics.ADAPTER_ERRORS.labels(account=row.bot_account, kind="transient").inc()
