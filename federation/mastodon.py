@@ -1035,10 +1035,11 @@ class MastodonAdapter:
                                 interval,
                             )
                 elif kind == "ended":
-                    if stream is not None and stream is self._stream:
+                    current = self._stream
+                    if current is not None and stream is current:
                         self._stream = None
                         self.stream_synced.clear()
-                        if time.monotonic() - stream.started_at > self.stream_stable_after:
+                        if time.monotonic() - current.started_at > self.stream_stable_after:
                             self.reconnect_backoff.reset()
                         delay = self.reconnect_backoff.next_delay()
                         log.warning(

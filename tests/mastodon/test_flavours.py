@@ -392,3 +392,19 @@ async def test_doctor_line_names_flavour_version_and_stream(name: str, served: M
     page = "include_types[], 40 per page" if name == "akkoma" else "types[], 80 per page"
     assert page in line
     assert fake.bot_token not in line
+
+
+@pytest.mark.parametrize("name", sorted(FLAVOURS))
+async def test_doctor_inspects_an_account_without_changing_it(name: str, served: Make) -> None:
+    from federation.mastodon_inspect import inspect_account
+
+    fake, adapter = await served(FLAVOURS[name], start=False)
+    line = await inspect_account(adapter.config)
+    software, version, mode = EXPECTED[name]
+    assert line.startswith(f"logged in as fedibot@{fake.domain}; ")
+    assert software.value in line.lower()
+    assert version in line
+    assert ("streaming over SSE" if mode == "sse" else "streaming over WebSocket") in line
+    assert fake.bot["bot"] is False  # doctor changes nothing
+    assert not any(r.method == "PATCH" for r in fake.requests)
+    assert fake.bot_token not in line
