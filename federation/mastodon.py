@@ -705,7 +705,9 @@ class MastodonAdapter:
         not_served = ", ".join(f"{k} {v}" for k, v in self.stream_not_served.items())
         if not_served:
             receiving += f" ({not_served})"
-        mimes = ",".join(lim.supported_mime_types) or "not listed"
+        listed = lim.supported_mime_types
+        images = [m for m in listed if m.startswith("image/") or m == "application/octet-stream"]
+        mimes = ",".join(images) if images else ("no images listed" if listed else "not listed")
         return (
             f"{self.flavour.describe()} (version {self.flavour.raw_version!r}); {receiving}; "
             f"notifications {self.flavour.notification_type_param}, "
