@@ -7,6 +7,7 @@ class AdapterError(Exception):
     """Base class. `code` is a stable machine-readable reason."""
 
     code = "adapter_error"
+    http_status: int | None = None  # the server's HTTP status, where there was one
 
 
 class TransientError(AdapterError):
@@ -29,6 +30,13 @@ class AuthError(PermanentError):
     """The credentials are wrong or revoked: an operator must act."""
 
     code = "auth_failed"
+
+
+class ReplyForbidden(PermanentError):
+    """The server does not let the bot reply to this post (e.g. a GoToSocial interaction
+    policy): nobody is told publicly, the job ends with this reason."""
+
+    code = "reply_forbidden"
 
 
 class RemoteGone(PermanentError):

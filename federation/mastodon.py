@@ -1,19 +1,24 @@
 """The Mastodon-API adapter (Mastodon, GoToSocial, Pleroma/Akkoma) on Mastodon.py.
 
 Mastodon.py is blocking, so every call runs in a worker thread (`asyncio.to_thread`); the
-user stream runs in its own daemon thread and hands events to the event loop through a
-queue. Only the documented client API is used.
+SSE user stream runs in its own daemon thread, the WebSocket stream (aiohttp) in a task;
+both hand events to the event loop through a queue. Only the documented client API is
+used, plus plain GETs of `/api/v1/notifications` (Mastodon.py knows no `include_types[]`).
 
-Receiving: mention notifications arrive over the user stream and through catch-up
-(`notifications(types=['mention'], min_id=cursor)` paged until empty) at start, after every
-stream (re)connect and every `catch_up_interval_seconds`. The cursor moves only in catch-up,
-and only past notifications whose mention the sink has accepted.
+Which server it is (`federation.mastodon_flavour`) is read from the instance endpoint at
+start. Receiving: mention notifications arrive over the user stream (SSE, or WebSocket where
+SSE is not served, found once per start; polling every `poll_interval` when neither works)
+and through catch-up (`types[]`/`include_types[]=mention`, `min_id=cursor`, paged until
+empty) at start, after every stream (re)connect and every `catch_up_interval_seconds`. The
+cursor moves only in catch-up, and only past notifications whose mention the sink has
+accepted. A first start (no cursor) looks at the newest page only.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import random
 import re
@@ -22,10 +27,12 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import urlencode, urlparse
 
+import aiohttp
 import requests
 from mastodon import Mastodon
 from mastodon.errors import (
@@ -47,7 +54,14 @@ from federation.budgets import (
     effective_limits,
     lowered,
 )
-from federation.errors import AdapterError, AuthError, PermanentError, RemoteGone, TransientError
+from federation.errors import (
+    AdapterError,
+    AuthError,
+    PermanentError,
+    RemoteGone,
+    ReplyForbidden,
+    TransientError,
+)
 from federation.html_text import html_to_text
 from federation.mastodon_config import MastodonAccountConfig
 from federation.mastodon_convert import (
@@ -60,6 +74,16 @@ from federation.mastodon_convert import (
     status_to_mention,
     to_account,
     to_visibility,
+)
+from federation.mastodon_flavour import (
+    MASTODON,
+    Flavour,
+    Software,
+    StreamKind,
+    TokenPlace,
+    detect_flavour,
+    mime_accepted,
+    normalise_language,
 )
 from federation.pacing import (
     Backoff,
@@ -82,6 +106,11 @@ log = logging.getLogger(__name__)
 
 USER_AGENT = "fedibot"
 NOTIFICATIONS_PAGE = 80  # Mastodon's maximum page size for notifications
+# A handshake answered with one of these says "this streaming API is not served here"
+# (404: no route; 400/426: a plain GET where an upgrade is required; 405: wrong method).
+_NOT_SERVED = (400, 404, 405, 426)
+# A 403 with such a text is about the bot's own token or account, not about one reply.
+_AUTH_403 = re.compile(r"scope|token|login|suspend|disabled|credential", re.IGNORECASE)
 ELLIPSIS = "…"
 # Mastodon's mention syntax: "@" not preceded by a word character or "/".
 _MENTION_START = re.compile(r"(?<![\w/])@(?=[A-Za-z0-9_])")
@@ -202,7 +231,10 @@ class _Listener(StreamListener):
 
 
 class _Stream:
-    """One user-stream connection in a daemon thread; ends with an "ended" event."""
+    """One SSE user-stream connection in a daemon thread; ends with an "ended" event, or an
+    "unsupported" one when the server does not serve the SSE user stream at all."""
+
+    kind = StreamKind.SSE
 
     def __init__(
         self, adapter: MastodonAdapter, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue
@@ -232,6 +264,7 @@ class _Stream:
 
     def _run(self) -> None:
         error: BaseException | None = None
+        self.adapter._sse_status = None
         try:
             self.adapter._stream_client().stream_user(
                 self.listener, timeout=self.adapter.stream_read_timeout
@@ -240,6 +273,10 @@ class _Stream:
             pass
         except Exception as exc:
             error = exc
+        status = self.adapter._sse_status
+        if error is not None and self.listener.response is None and status in _NOT_SERVED:
+            self.emit("unsupported", status)
+            return
         self.emit("ended", error)
 
     def stop(self) -> None:
@@ -272,6 +309,164 @@ def _sockets_of(response: requests.Response) -> list[socket.socket]:
     return found
 
 
+def _ws_url(url: str) -> str:
+    """http(s)://host → ws(s)://host (no trailing slash); ws(s) URLs stay."""
+    url = url.rstrip("/")
+    if url.startswith("https://"):
+        return "wss://" + url[len("https://") :]
+    if url.startswith("http://"):
+        return "ws://" + url[len("http://") :]
+    return url
+
+
+def _parse_time(value: Any) -> float | None:
+    if isinstance(value, datetime):
+        return value.timestamp() if value.tzinfo else None
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+    except (TypeError, ValueError):
+        return None
+
+
+class _StreamNotServed(Exception):
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+class _WsStream:
+    """One WebSocket user stream (`/api/v1/streaming?stream=user`) in an asyncio task.
+
+    Same events as `_Stream`. Messages are `{"stream": [...], "event": ..., "payload": ...}`
+    with the entity JSON-encoded in `payload` (GoToSocial `internal/stream/stream.go`
+    Message; Akkoma `views/streamer_view.ex`). The token goes where the server takes it
+    (`Flavour.token_places`, the first that works is remembered); no error or log line
+    carries the handshake URL, which may hold the token.
+    """
+
+    kind = StreamKind.WEBSOCKET
+
+    def __init__(
+        self, adapter: MastodonAdapter, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue
+    ) -> None:
+        self.adapter = adapter
+        self.queue = queue
+        self.stopped = threading.Event()
+        self.started_at = time.monotonic()
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self.task = asyncio.ensure_future(self._run())
+        self.adapter._ws_tasks.add(self.task)
+        self.task.add_done_callback(self.adapter._ws_tasks.discard)
+
+    def emit(self, kind: str, payload: Any = None) -> None:
+        if not self.stopped.is_set():
+            self.queue.put_nowait((kind, payload, time.monotonic(), self))
+
+    def stop(self) -> None:
+        self.stopped.set()
+        if self.task is not None:
+            self.task.cancel()
+
+    async def _run(self) -> None:
+        error: BaseException | None = None
+        try:
+            await self._connect_and_read()
+        except asyncio.CancelledError:
+            return
+        except _StreamNotServed as exc:
+            self.emit("unsupported", exc.status)
+            return
+        except Exception as exc:
+            error = exc
+        self.emit("ended", error)
+
+    async def _connect_and_read(self) -> None:
+        adapter = self.adapter
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=adapter.config.request_timeout_seconds
+        )
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            ws = await self._handshake(session)
+            try:
+                self.emit("connected")
+                async for msg in ws:
+                    if msg.type == aiohttp.WSMsgType.TEXT:
+                        self._handle(msg.data)
+                    elif msg.type in (aiohttp.WSMsgType.ERROR, aiohttp.WSMsgType.CLOSED):
+                        break
+                if ws.close_code not in (None, 1000, 1001):
+                    raise ConnectionError(f"stream closed by the server (code {ws.close_code})")
+            finally:
+                await ws.close()
+
+    async def _handshake(self, session: aiohttp.ClientSession) -> aiohttp.ClientWebSocketResponse:
+        adapter = self.adapter
+        token = adapter.config.access_token.get_secret_value()
+        places = adapter.ws_token_places()
+        refused: int | None = None
+        for place in places:
+            query: list[tuple[str, str]] = [("stream", "user")]
+            headers = {"User-Agent": USER_AGENT}
+            protocols: tuple[str, ...] = ()
+            if place is TokenPlace.HEADER:
+                headers["Authorization"] = f"Bearer {token}"
+            elif place is TokenPlace.PROTOCOL:
+                protocols = (token,)
+            else:
+                query.append(("access_token", token))
+            url = f"{adapter.streaming_url}/api/v1/streaming?{urlencode(query)}"
+            try:
+                ws = await session.ws_connect(
+                    url,
+                    headers=headers,
+                    protocols=protocols,
+                    heartbeat=max(1.0, adapter.stream_read_timeout / 3),
+                    autoping=True,
+                )
+            except aiohttp.WSServerHandshakeError as exc:
+                if exc.status in (401, 403):
+                    refused = exc.status
+                    continue  # this server wants the token elsewhere
+                if exc.status in _NOT_SERVED:
+                    raise _StreamNotServed(exc.status) from None
+                raise ConnectionError(f"WebSocket handshake answered {exc.status}") from None
+            except aiohttp.ClientError as exc:  # str(exc) may name the URL: not shown
+                raise ConnectionError(f"WebSocket connect failed: {type(exc).__name__}") from None
+            adapter._ws_token_place = place
+            return ws
+        raise AuthError(
+            f"{adapter.config.base_url} refused the token on the WebSocket stream ({refused})"
+        )
+
+    def _handle(self, text: str) -> None:
+        try:
+            message = json.loads(text)
+        except ValueError:  # e.g. Akkoma's "pong"
+            return
+        if not isinstance(message, Mapping):
+            return
+        event, payload = message.get("event"), message.get("payload")
+        if event == "delete":
+            self.adapter._remember_deleted(str(payload))
+            return
+        if event not in ("notification", "status.update"):
+            return
+        try:
+            entity = json.loads(payload) if isinstance(payload, str) else payload
+        except ValueError:
+            log.warning("%s: unreadable %s event on the stream", self.adapter.name, event)
+            return
+        if not isinstance(entity, Mapping):
+            return
+        if event == "notification":
+            self.emit("notification", entity)
+        else:
+            self.adapter._remember_edit(entity)
+            self.emit("status_update", entity)
+
+
 class MastodonAdapter:
     """A bot account on a Mastodon-API server; implements `federation.base.Adapter`."""
 
@@ -285,6 +480,8 @@ class MastodonAdapter:
     stream_read_timeout = 90.0  # Mastodon sends a heartbeat every ~15 s
     refetch_after_seconds = 5.0  # a stream mention older than this is re-fetched (edits)
     stream_stable_after = 30.0  # a stream alive this long resets the reconnect backoff
+    poll_interval = 15.0  # catch-up interval when no streaming API works
+    first_start_lookback = 3600.0  # a first start answers mentions at most this old
 
     def __init__(self, config: MastodonAccountConfig, cursors: CursorStore) -> None:
         self.config = config
@@ -312,7 +509,22 @@ class MastodonAdapter:
         self._edits: OrderedDict[str, Any] = OrderedDict()
         self._deleted: OrderedDict[str, None] = OrderedDict()
         self._catch_up_lock: asyncio.Lock | None = None
-        self._stream: _Stream | None = None
+        self._stream: _Stream | _WsStream | None = None
+        self._ws_tasks: set[asyncio.Task[None]] = set()
+        self.flavour: Flavour = MASTODON
+        self.streaming_url = _ws_url(config.base_url)
+        # Receiving: which stream kinds are still worth trying (found once per start) and
+        # what is in use: "sse", "websocket", "polling" (no stream works), "catch-up"
+        # (streaming off in config) or "" (not listening yet).
+        self._stream_kinds: list[StreamKind] = []
+        self.receive_mode = ""
+        self.stream_not_served: dict[str, int] = {}  # kind → the status that said so
+        self._sse_status: int | None = None
+        self._ws_token_place: TokenPlace | None = None
+        # Set while a stream is open and the catch-up after its connect has run: from then
+        # on a new mention arrives over the stream (tests and `doctor` wait on it).
+        self.stream_synced = asyncio.Event()
+        self.media_api = "/api/v2/media"
 
     def __repr__(self) -> str:  # never the token
         return f"MastodonAdapter(name={self.name!r}, base_url={self.config.base_url!r})"
@@ -336,7 +548,19 @@ class MastodonAdapter:
     def _stream_client(self) -> Mastodon:
         if self._streamer is None:
             self._streamer = self._make_client(record=False)
+            self._streamer.session.hooks["response"].append(self._record_stream_status)
         return self._streamer
+
+    def _record_stream_status(self, response: requests.Response, *args: Any, **kw: Any) -> None:
+        if "/api/v1/streaming" in urlparse(response.request.url or "").path:
+            self._sse_status = response.status_code
+
+    def ws_token_places(self) -> tuple[TokenPlace, ...]:
+        """Where the WebSocket handshake puts the token: the place that worked, else the
+        flavour's order."""
+        if self._ws_token_place is not None:
+            return (self._ws_token_place,)
+        return self.flavour.token_places
 
     def _record_response(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
         responses = getattr(self._local, "responses", None)
@@ -402,8 +626,11 @@ class MastodonAdapter:
             return TransientError(
                 f"network error talking to {where}: {exc}", retry_after=self._failures.next_delay()
             )
+        error: AdapterError
         if status in (401, 403):
-            return AuthError(f"{where} refused the credentials ({status}): {_error_text(exc)}")
+            error = AuthError(f"{where} refused the credentials ({status}): {_error_text(exc)}")
+            error.http_status = status
+            return error
         if status in (404, 410):
             return RemoteGone(f"not found on {where} ({status}): {_error_text(exc)}")
         if status is not None and status >= 500:
@@ -411,7 +638,9 @@ class MastodonAdapter:
                 f"{where} failed ({status})", retry_after=self._failures.next_delay()
             )
         if status is not None and 400 <= status < 500:
-            return PermanentError(f"{where} refused ({status}): {_error_text(exc)}")
+            error = PermanentError(f"{where} refused ({status}): {_error_text(exc)}")
+            error.http_status = status
+            return error
         if isinstance(exc, MastodonIllegalArgumentError | MastodonIOError):
             return PermanentError(f"cannot send to {where}: {exc}")
         if isinstance(exc, MastodonError):  # e.g. an HTML page instead of JSON (maintenance)
@@ -433,9 +662,19 @@ class MastodonAdapter:
         if not isinstance(v2, Mapping) or not (v2.get("configuration") or {}).get("statuses"):
             with contextlib.suppress(PermanentError):
                 v1 = await self._call(self._client.instance_v1)
-        self.limits = instance_limits(
-            v2 if isinstance(v2, Mapping) else None, v1 if isinstance(v1, Mapping) else None
-        )
+        v2_body = v2 if isinstance(v2, Mapping) else None
+        v1_body = v1 if isinstance(v1, Mapping) else None
+        if v2_body is not None and v1_body is None and not str(v2_body.get("version") or ""):
+            with contextlib.suppress(PermanentError):
+                v1 = await self._call(self._client.instance_v1)
+                v1_body = v1 if isinstance(v1, Mapping) else None
+        self.limits = instance_limits(v2_body, v1_body)
+        self.flavour = detect_flavour(v2_body, v1_body)
+        self.streaming_url = self._find_streaming_url(v2_body, v1_body)
+        self._ws_token_place = None
+        self._stream_kinds = list(self.flavour.stream_order)
+        self.stream_not_served = {}
+        self.media_api = await self._media_endpoint()
         self.local_domain = (self.limits.domain or self.local_domain).lower()
         self._bot_id = str(me["id"])
         if self.config.set_bot_flag and not me.get("bot"):
@@ -446,8 +685,60 @@ class MastodonAdapter:
         if self.config.accept_private_mentions:
             await self._accept_private_mentions()
         self.me = to_account(me, self.local_domain)
-        log.info("%s: logged in as %s", self.name, self.me.acct)
+        log.info("%s: logged in as %s on %s", self.name, self.me.acct, self.flavour.describe())
         return self.me
+
+    async def _media_endpoint(self) -> str:
+        """The upload endpoint Mastodon.py will pick: v2 (asynchronous) from version 3.1.4
+        on, by the instance's version string; Akkoma/Pleroma report API level 2.7.2 and get
+        the synchronous v1 (which both serve: router.ex `post("/media", :create)`)."""
+        try:
+            v2 = await asyncio.to_thread(self._client.verify_minimum_version, "3.1.4", cached=True)
+        except Exception:
+            v2 = True
+        return "/api/v2/media" if v2 else "/api/v1/media"
+
+    def _find_streaming_url(
+        self, v2: Mapping[str, Any] | None, v1: Mapping[str, Any] | None
+    ) -> str:
+        """The WebSocket base the instance announces (Mastodon may stream from another
+        host), else the API's own host."""
+        for body, path in (
+            (v2, ("configuration", "urls", "streaming")),
+            (v1, ("urls", "streaming_api")),
+        ):
+            value: Any = body
+            for key in path:
+                value = value.get(key) if isinstance(value, Mapping) else None
+            if isinstance(value, str) and value.startswith(
+                ("ws://", "wss://", "http://", "https://")
+            ):
+                return _ws_url(value)
+        return _ws_url(self.config.base_url)
+
+    def describe(self) -> str:
+        """One line for `fedibot doctor`: the server, how mentions arrive, the limits."""
+        lim = self.limits
+        receiving = {
+            "sse": "streaming over SSE",
+            "websocket": "streaming over WebSocket",
+            "polling": f"polling every {self.poll_interval:g}s (no streaming API works)",
+            "catch-up": "catch-up only (streaming off in config)",
+        }.get(self.receive_mode, self.receive_mode or "streaming not checked")
+        not_served = ", ".join(f"{k} {v}" for k, v in self.stream_not_served.items())
+        if not_served:
+            receiving += f" ({not_served})"
+        listed = lim.supported_mime_types
+        images = [m for m in listed if m.startswith("image/") or m == "application/octet-stream"]
+        mimes = ",".join(images) if images else ("no images listed" if listed else "not listed")
+        return (
+            f"{self.flavour.describe()} (version {self.flavour.raw_version!r}); {receiving}; "
+            f"notifications {self.flavour.notification_type_param}, "
+            f"{self.flavour.notifications_page} per page; media {self.media_api} ({mimes}); "
+            f"{lim.max_characters} chars, "
+            f"{lim.max_media_attachments} images, alt text {lim.description_limit}; "
+            f"language as {self.flavour.language_form}"
+        )
 
     async def _accept_private_mentions(self) -> None:
         try:
@@ -555,17 +846,94 @@ class MastodonAdapter:
         async with self._catch_up_lock:
             return await self._catch_up(sink)
 
+    def _get_json(self, path: str, query: list[tuple[str, str]]) -> Any:
+        """A plain authorised GET on the client's session (recorded like Mastodon.py's
+        calls); errors raised as Mastodon.py raises them, never with the token."""
+        token = self.config.access_token.get_secret_value()
+        try:
+            response = self._client.session.get(
+                self.config.base_url + path,
+                params=query,
+                headers={"Authorization": f"Bearer {token}", "User-Agent": USER_AGENT},
+                timeout=self.config.request_timeout_seconds,
+            )
+        except requests.RequestException as exc:
+            raise MastodonNetworkError(f"{type(exc).__name__} on GET {path}") from None
+        if response.status_code >= 400:
+            try:
+                body = response.json()
+                text = body.get("error") if isinstance(body, Mapping) else None
+            except ValueError:
+                text = None
+            raise MastodonAPIError(
+                "Mastodon API returned error",
+                response.status_code,
+                response.reason,
+                text or response.reason,
+            )
+        try:
+            return response.json()
+        except ValueError:
+            raise MastodonError(f"GET {path} did not answer JSON") from None
+
+    async def _notifications(self, **bounds: str) -> list[Any]:
+        """One page of mention notifications, with the type filter and page size this
+        server knows (`types[]` / `include_types[]`, 80 / 40)."""
+        query = [
+            (self.flavour.notification_type_param, "mention"),
+            ("limit", str(self.flavour.notifications_page)),
+            *((k, v) for k, v in bounds.items()),
+        ]
+        page = await self._call(self._get_json, "/api/v1/notifications", query)
+        return [n for n in page or [] if isinstance(n, Mapping)]
+
+    async def _deliver_notification(self, notification: Any, sink: MentionSink) -> bool:
+        nid = str(notification.get("id"))
+        if nid in self._delivered or notification.get("type") != "mention":
+            return False
+        mention = self._to_mention(notification.get("status") or {}, nid)
+        if mention is None:
+            return False
+        await sink(mention)
+        self._mark_delivered(nid, mention.remote_id)
+        await self._cursors.set_cursor(self.cursor_key, nid)
+        return True
+
+    async def _first_catch_up(self, sink: MentionSink) -> int:
+        """No cursor yet: the newest page only, mentions younger than
+        `first_start_lookback`, oldest first; the cursor then stands at the newest."""
+        page = await self._notifications()
+        items = sorted(page, key=lambda n: id_key(str(n.get("id"))))
+        if not items:  # nothing yet: from now on everything is new
+            await self._cursors.set_cursor(self.cursor_key, "0")
+            return 0
+        cutoff = time.time() - self.first_start_lookback
+        delivered = 0
+        skipped = 0
+        for notification in items:
+            created = _parse_time(notification.get("created_at"))
+            if created is not None and created < cutoff:
+                skipped += 1
+                continue
+            delivered += await self._deliver_notification(notification, sink)
+        await self._cursors.set_cursor(self.cursor_key, str(items[-1].get("id")))
+        if skipped:
+            log.info(
+                "%s: first start: %d mention(s) older than %.0fs left unanswered",
+                self.name,
+                skipped,
+                self.first_start_lookback,
+            )
+        return delivered
+
     async def _catch_up(self, sink: MentionSink) -> int:
         cursor = await self._cursors.get_cursor(self.cursor_key)
-        position = cursor or "0"
+        if cursor is None:
+            return await self._first_catch_up(sink)
+        position = cursor
         delivered = 0
         while True:
-            page = await self._call(
-                self._client.notifications,
-                types=["mention"],
-                min_id=position,
-                limit=NOTIFICATIONS_PAGE,
-            )
+            page = await self._notifications(min_id=position)
             items = sorted(
                 (n for n in page or [] if id_key(str(n.get("id"))) > id_key(position)),
                 key=lambda n: id_key(str(n.get("id"))),
@@ -573,15 +941,8 @@ class MastodonAdapter:
             if not items:
                 break
             for notification in items:
-                nid = str(notification.get("id"))
-                if nid not in self._delivered and notification.get("type") == "mention":
-                    mention = self._to_mention(notification.get("status") or {}, nid)
-                    if mention is not None:
-                        await sink(mention)
-                        delivered += 1
-                        self._mark_delivered(nid, mention.remote_id)
-                        await self._cursors.set_cursor(self.cursor_key, nid)
-                position = nid
+                delivered += await self._deliver_notification(notification, sink)
+                position = str(notification.get("id"))
             if position != cursor:
                 await self._cursors.set_cursor(self.cursor_key, position)
                 cursor = position
@@ -626,6 +987,19 @@ class MastodonAdapter:
         if mention is not None:
             await sink(mention)
 
+    def _new_stream(
+        self, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue
+    ) -> _Stream | _WsStream | None:
+        if not self._stream_kinds:
+            return None
+        stream: _Stream | _WsStream
+        if self._stream_kinds[0] is StreamKind.SSE:
+            stream = _Stream(self, loop, queue)
+        else:
+            stream = _WsStream(self, loop, queue)
+        stream.start()
+        return stream
+
     async def listen(self, sink: MentionSink) -> None:
         """Stream + catch-up forever. Raises AuthError when the token stops working."""
         if self._bot_id is None:
@@ -634,20 +1008,32 @@ class MastodonAdapter:
         queue: asyncio.Queue[tuple[str, Any, float, _Stream]] = asyncio.Queue()
         interval = self.config.catch_up_interval_seconds
         next_catch_up = loop.time()
-        reconnect_at: float | None = loop.time() if self.config.use_streaming else None
+        reconnect_at: float | None = None
+        if not self.config.use_streaming:
+            self.receive_mode = "catch-up"
+        elif self._stream_kinds:
+            reconnect_at = loop.time()
+        else:  # found out earlier in this start: nothing streams here
+            self.receive_mode = "polling"
+            interval = min(interval, self.poll_interval)
         catch_up_backoff = Backoff(base=2.0, cap=interval)
+        gap_pending = False  # a stream connected; the catch-up closing its gap is due
+        self.stream_synced.clear()
         try:
             while True:
                 now = loop.time()
                 if self._stream is None and reconnect_at is not None and now >= reconnect_at:
                     reconnect_at = None
-                    self._stream = _Stream(self, loop, queue)
-                    self._stream.start()
+                    self._stream = self._new_stream(loop, queue)
                 if now >= next_catch_up:
+                    closing_gap, gap_pending = gap_pending, False
                     if await self._safe_catch_up(sink):
                         catch_up_backoff.reset()
                         next_catch_up = loop.time() + interval
+                        if closing_gap and self._stream is not None:
+                            self.stream_synced.set()
                     else:
+                        gap_pending = gap_pending or closing_gap
                         next_catch_up = loop.time() + catch_up_backoff.next_delay()
                 deadline = min(next_catch_up, reconnect_at if reconnect_at is not None else 1e18)
                 try:
@@ -657,12 +1043,51 @@ class MastodonAdapter:
                 except TimeoutError:
                     continue
                 if kind == "connected":
-                    log.info("%s: stream connected", self.name)
+                    if self.receive_mode != stream.kind.value:
+                        self.receive_mode = stream.kind.value
+                        log.info(
+                            "%s: receiving mentions over %s streaming (%s)",
+                            self.name,
+                            "WebSocket" if stream.kind is StreamKind.WEBSOCKET else "SSE",
+                            self.flavour.describe(),
+                        )
+                    else:
+                        log.debug("%s: stream reconnected", self.name)
                     next_catch_up = loop.time()  # close the gap since the last event
-                elif kind == "ended":
+                    gap_pending = True
+                elif kind == "unsupported":
                     if stream is self._stream:
                         self._stream = None
-                        if time.monotonic() - stream.started_at > self.stream_stable_after:
+                        self.stream_synced.clear()
+                        gone = self._stream_kinds.pop(0)
+                        self.stream_not_served[gone.value] = int(payload)
+                        if self._stream_kinds:
+                            log.info(
+                                "%s: %s streaming not served (%s); trying %s",
+                                self.name,
+                                gone.value,
+                                payload,
+                                self._stream_kinds[0].value,
+                            )
+                            reconnect_at = loop.time()
+                        else:
+                            self.receive_mode = "polling"
+                            interval = min(interval, self.poll_interval)
+                            catch_up_backoff = Backoff(base=2.0, cap=interval)
+                            next_catch_up = min(next_catch_up, loop.time() + interval)
+                            log.warning(
+                                "%s: no streaming API works on %s (%s); polling every %gs",
+                                self.name,
+                                self.flavour.describe(),
+                                ", ".join(f"{k} {v}" for k, v in self.stream_not_served.items()),
+                                interval,
+                            )
+                elif kind == "ended":
+                    current = self._stream
+                    if current is not None and stream is current:
+                        self._stream = None
+                        self.stream_synced.clear()
+                        if time.monotonic() - current.started_at > self.stream_stable_after:
                             self.reconnect_backoff.reset()
                         delay = self.reconnect_backoff.next_delay()
                         log.warning(
@@ -685,9 +1110,38 @@ class MastodonAdapter:
                         log.exception("%s: handling a stream event failed", self.name)
                         next_catch_up = min(next_catch_up, loop.time() + 5.0)
         finally:
+            self.stream_synced.clear()
             if self._stream is not None:
                 self._stream.stop()
                 self._stream = None
+
+    async def probe_stream(self, timeout: float = 10.0) -> str:
+        """Find how mentions would arrive, as `listen` does (for `fedibot doctor`):
+        sets and returns `receive_mode`. Call after `start()`."""
+        if not self.config.use_streaming:
+            self.receive_mode = "catch-up"
+            return self.receive_mode
+        loop = asyncio.get_running_loop()
+        while self._stream_kinds:
+            queue: asyncio.Queue = asyncio.Queue()
+            stream = self._new_stream(loop, queue)
+            assert stream is not None
+            try:
+                kind, payload, _, _ = await asyncio.wait_for(queue.get(), timeout)
+            except TimeoutError:
+                kind, payload = "ended", "no answer"
+            finally:
+                stream.stop()
+            if kind == "connected":
+                self.receive_mode = stream.kind.value
+                return self.receive_mode
+            if kind == "unsupported":
+                self.stream_not_served[self._stream_kinds.pop(0).value] = int(payload)
+                continue
+            self.receive_mode = f"stream failing: {payload or 'closed'}"
+            return self.receive_mode
+        self.receive_mode = "polling"
+        return self.receive_mode
 
     async def _safe_catch_up(self, sink: MentionSink) -> bool:
         try:
@@ -728,8 +1182,7 @@ class MastodonAdapter:
         limit = self.limits.image_size_limit
         if limit is not None and size > limit:
             raise PermanentError(f"image {path.name} is {size} bytes; the server takes {limit}")
-        mimes = self.limits.supported_mime_types
-        if mimes and mime_type not in mimes:
+        if not mime_accepted(mime_type, self.limits.supported_mime_types):
             raise PermanentError(f"the server does not take {mime_type} images")
 
     async def _wait_processed(self, media: Any) -> str:
@@ -777,17 +1230,14 @@ class MastodonAdapter:
             )
         media_ids = list(post.media_refs) or [await self._wait_processed(m) for m in uploaded]
 
-        self.status_budget.record_call()
-        status = await self._call(
-            self._client.status_post,
+        language = normalise_language(post.language, self.flavour.language_form)
+        status = await self._post_status(
+            post,
             text,
-            in_reply_to_id=post.in_reply_to_id,
             media_ids=media_ids or None,
-            sensitive=post.sensitive,
             visibility=visibility.value,
             spoiler_text=spoiler or None,
-            language=post.language,
-            idempotency_key=post.idempotency_key,
+            language=language,
         )
         result = PostResult(remote_id=str(status["id"]), url=status.get("url") or status.get("uri"))
         if to_visibility(status.get("visibility")).rank < visibility.rank:
@@ -800,6 +1250,68 @@ class MastodonAdapter:
         if str(status.get("account", {}).get("id")) != bot_id:
             log.warning("%s: posted status %s is not by the bot?", self.name, result.remote_id)
         return result
+
+    async def _post_status(
+        self, post: OutgoingPost, text: str, *, language: str | None, **fields: Any
+    ) -> Any:
+        """`POST /api/v1/statuses`; a 422 with a language is tried once more without it
+        (Akkoma takes ISO 639-1 only); a 403 on a reply is `ReplyForbidden`."""
+        key = post.idempotency_key
+        try:
+            self.status_budget.record_call()
+            try:
+                return await self._call(
+                    self._client.status_post,
+                    text,
+                    in_reply_to_id=post.in_reply_to_id,
+                    sensitive=post.sensitive,
+                    language=language,
+                    idempotency_key=key,
+                    **fields,
+                )
+            except PermanentError as err:
+                if language is None or err.http_status != 422:
+                    raise
+                log.info(
+                    "%s: %s refused the post with language %r (%s); sending it without",
+                    self.name,
+                    self.config.base_url,
+                    language,
+                    err,
+                )
+            self.status_budget.record_call()
+            # Akkoma caches every answer under its Idempotency-Key (the 422 too): the retry
+            # is a different request and needs a key of its own, derived so it stays stable.
+            return await self._call(
+                self._client.status_post,
+                text,
+                in_reply_to_id=post.in_reply_to_id,
+                sensitive=post.sensitive,
+                idempotency_key=f"{key}-nolang" if key else None,
+                **fields,
+            )
+        except AuthError as err:
+            said = _error_text(err.__cause__) if err.__cause__ is not None else ""
+            if post.in_reply_to_id and err.http_status == 403 and self._reply_refusal(said):
+                forbidden = ReplyForbidden(
+                    f"{self.config.base_url} does not let the bot reply to "
+                    f"{post.in_reply_to_id} (403): {said}"
+                )
+                forbidden.http_status = 403
+                raise forbidden from err
+            raise
+
+    def _reply_refusal(self, said: str) -> bool:
+        """Whether a 403 on a reply says "not this reply" rather than "not this bot".
+
+        GoToSocial answers an interaction policy that excludes the bot with 403 "Forbidden:
+        you do not have permission to reply to this status" (`processing/status/create.go`).
+        Mastodon answers a reply it will not allow with 404 and keeps 403 "This action is
+        not allowed" for a suspended or disabled account: that stays an AuthError.
+        """
+        if _AUTH_403.search(said):
+            return False
+        return "repl" in said.lower() or self.flavour.software is Software.GOTOSOCIAL
 
     async def find_existing_reply(self, post: OutgoingPost) -> PostResult | None:
         bot_id = self._require_started()
@@ -916,6 +1428,10 @@ class MastodonAdapter:
         if self._stream is not None:
             self._stream.stop()
             self._stream = None
+        for task in list(self._ws_tasks):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
         for client in (self._client, self._streamer):
             if client is not None:
                 with contextlib.suppress(Exception):

@@ -75,6 +75,7 @@ def instance_limits(v2: Mapping[str, Any] | None, v1: Mapping[str, Any] | None) 
         max_media_attachments=_int(
             pick(
                 ("configuration", "statuses", "max_media_attachments"),
+                ("max_media_attachments",),  # Pleroma v1, top level
             ),
             defaults.max_media_attachments,
         )
@@ -87,7 +88,11 @@ def instance_limits(v2: Mapping[str, Any] | None, v1: Mapping[str, Any] | None) 
         )
         or defaults.description_limit,
         image_size_limit=_int(
-            pick(("configuration", "media_attachments", "image_size_limit")), None
+            pick(
+                ("configuration", "media_attachments", "image_size_limit"),
+                ("upload_limit",),  # Akkoma/Pleroma v1, top level
+            ),
+            None,
         ),
         image_matrix_limit=_int(
             pick(("configuration", "media_attachments", "image_matrix_limit")), None

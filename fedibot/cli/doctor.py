@@ -166,11 +166,10 @@ async def _check_accounts(config: Any) -> list[dict[str, Any]]:
 
             acc = resolve_secrets(acc, f"account {acc.name}")
             if acc.platform == "mastodon":
-                from federation.mastodon_login import verify_token
+                from federation.mastodon_inspect import inspect_account
 
-                who = await asyncio.to_thread(
-                    verify_token, acc.base_url, acc.access_token.get_secret_value()
-                )
+                results.append({"check": name, "ok": True, "detail": await inspect_account(acc)})
+                continue
             else:
                 from federation.base import MemoryCursorStore
                 from federation.lemmy import LemmyAdapter

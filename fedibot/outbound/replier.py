@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from federation.base import Adapter
-from federation.errors import PermanentError, RemoteGone, TransientError
+from federation.errors import PermanentError, RemoteGone, ReplyForbidden, TransientError
 from federation.types import OutgoingPost, PostResult, Visibility
 from fedibot.config.loader import FedibotConfig
 from fedibot.intake.mention_codec import mention_from_dict
@@ -186,6 +186,15 @@ class Replier:
             await self.gate.release(row)
             await self.queue.reply_failed(
                 self.worker_id, row.id, err.code, str(err), retryable=False, gone=True
+            )
+        except ReplyForbidden as err:
+            # The requester's server or policy does not let the bot answer: nobody is told
+            # (an error reply would be refused the same way); the reason stays on the job.
+            metrics.ADAPTER_ERRORS.labels(account=row.bot_account, kind="forbidden").inc()
+            log.info("job %s: not allowed to reply: %s", row.id, err)
+            await self.gate.release(row)
+            await self.queue.reply_failed(
+                self.worker_id, row.id, err.code, str(err), retryable=False
             )
         except TransientError as err:
             metrics.ADAPTER_ERRORS.labels(account=row.bot_account, kind="transient").inc()

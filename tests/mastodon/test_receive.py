@@ -36,14 +36,16 @@ async def test_catch_up_pages_through_200_mentions_in_order_and_resumes(
     fake: FakeMastodon, make_adapter: MakeAdapter, collector: Collector
 ) -> None:
     fake.add_user("alice@remote.test")
-    made = [fake.mention("alice@remote.test", f"prompt {i}")["id"] for i in range(200)]
     store = MemoryCursorStore()
     adapter = await make_adapter(store=store)
+    assert await adapter.catch_up(collector) == 0  # the first start: nothing there yet
+    assert store.values[KEY] == "0"  # so everything that comes is new
+    made = [fake.mention("alice@remote.test", f"prompt {i}")["id"] for i in range(200)]
     assert await adapter.catch_up(collector) == 200
     assert collector.ids == made
     assert [m.text for m in collector.mentions[:3]] == ["prompt 0", "prompt 1", "prompt 2"]
     pages = fake.count("GET", "/api/v1/notifications")
-    assert pages == 4  # 80 + 80 + 40, then an empty page
+    assert pages == 1 + 4  # the first look, then 80 + 80 + 40 and an empty page
     last_notification = collector.mentions[-1].context["notification_id"]
     assert store.values[KEY] == last_notification
 
@@ -54,6 +56,28 @@ async def test_catch_up_pages_through_200_mentions_in_order_and_resumes(
     newer = fake.mention("alice@remote.test", "one more")["id"]
     assert await restarted.catch_up(again) == 1
     assert again.ids == [newer]
+
+
+async def test_a_first_start_reads_one_page_and_answers_only_recent_mentions(
+    fake: FakeMastodon, make_adapter: MakeAdapter, collector: Collector
+) -> None:
+    """No cursor yet (a new install on an old account): one request for the newest page,
+    nothing older than `first_start_lookback`, never the whole history."""
+    fake.add_user("old@remote.test")
+    old = [fake.mention("old@remote.test", f"ancient {i}")["id"] for i in range(150)]
+    for notification in fake.notifications:
+        notification.created_at -= 2 * 86400  # two days ago
+    fresh = [fake.mention("new@remote.test", f"fresh {i}")["id"] for i in range(3)]
+    store = MemoryCursorStore()
+    adapter = await make_adapter(store=store)
+    assert await adapter.catch_up(collector) == 3
+    assert collector.ids == fresh and not set(old) & set(collector.ids)
+    assert fake.count("GET", "/api/v1/notifications") == 1
+    [request] = [r for r in fake.requests if r.path == "/api/v1/notifications"]
+    assert "min_id" not in request.query and request.query["limit"] == ["80"]
+    newest = max((n.id for n in fake.notifications), key=int)
+    assert store.values[KEY] == newest
+    assert await adapter.catch_up(collector) == 0  # from the cursor on: nothing new
 
 
 async def test_cursor_does_not_pass_a_mention_the_sink_refused(
