@@ -10,7 +10,8 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 from federation.base import Adapter
@@ -22,6 +23,7 @@ from fedibot.moderation.policy import Policy
 from fedibot.ops import metrics
 from fedibot.outbound.compose import compose_error, compose_result, compose_text
 from fedibot.queue.jobs import JobQueue
+from fedibot.storage.images import MissingImage, materialized
 from fedibot.storage.models import JobState
 
 log = logging.getLogger("fedibot.outbound.replier")
@@ -156,7 +158,8 @@ class Replier:
             if self.campaign_poster is None:
                 raise TransientError("campaigns are not running in this process", 60)
             images = await self.queue.images(row.id)
-            return await self.campaign_poster(row, images, adapter)
+            async with self._files(row, images) as files:
+                return await self.campaign_poster(row, files, adapter)
         mention = mention_from_dict(row.request)
         if row.state != JobState.REPLYING:  # an error reply for a rejected/failed job
             return await self._post(adapter, compose_error(row, mention), row)
@@ -176,8 +179,17 @@ class Replier:
         if not await adapter.request_exists(mention):
             raise RemoteGone(f"request {mention.remote_id} was deleted before the reply")
         images = await self.queue.images(row.id)
-        post = compose_result(row, images, mention, self.config, blur=self._blur)
-        return await self._post(adapter, post, row)
+        async with self._files(row, images) as files:
+            post = compose_result(row, files, mention, self.config, blur=self._blur)
+            return await self._post(adapter, post, row)
+
+    def _files(self, row: Any, images: list[Any]) -> Any:
+        """The job's images from the image store as local files for the adapter (kept for a
+        retry when the post fails, removed when it succeeds). An image missing from the
+        store is a transient error: the database may be restoring, or a pre-store image
+        file is on another machine."""
+        cache = Path(self.config.data_dir) / "cache" / "media"
+        return _missing_is_transient(materialized(self.queue, row.id, images, cache))
 
     async def _tell_about_wait(self, row: Any, adapter: Adapter, wait: float | None) -> None:
         """A requester whose images wait on the server's rate limit for long is told, once,
@@ -225,3 +237,12 @@ class Replier:
 
 
 _SKIPPED = object()
+
+
+@contextlib.asynccontextmanager
+async def _missing_is_transient(files: Any) -> AsyncIterator[list[Any]]:
+    try:
+        async with files as out:
+            yield out
+    except MissingImage as exc:
+        raise TransientError(str(exc), 300) from exc
