@@ -944,9 +944,8 @@ class JobQueue:
         eligible: Callable[[Row[Any]], bool],
     ) -> list[Row[Any]]:
         """Jobs for a Horde worker, each started at once (one attempt each): first any job
-        whose Horde request is open but whose worker is gone (its lease ran out, or it was
-        this worker's previous incarnation) — resuming polls the recorded request, it never
-        submits again — then queued jobs of any batch key in claim order, never one handed
+        whose Horde request is open but whose worker is gone (its lease ran out) — resuming
+        polls the recorded request, it never submits again — then queued jobs of any batch key in claim order, never one handed
         back to the local queue (`returned_local`) nor one `eligible` rejects."""
         claimed = await self.db.run(
             self._claim_for_horde, worker_id, max_jobs, lease_seconds, self._now(), eligible
@@ -971,7 +970,7 @@ class JobQueue:
             .where(
                 IS_GENERATING,
                 HAS_PENDING_HORDE,
-                or_(jobs.c.lease_expires_at < now, jobs.c.lease_owner == worker_id),
+                jobs.c.lease_expires_at < now,  # its own ones a worker resumes via load_pending
             )
             .order_by(jobs.c.id)
             .limit(max_jobs)
