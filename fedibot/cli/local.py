@@ -180,7 +180,7 @@ async def _try(config: Any, text: str, out_dir: Path, visibility: str, author: s
         if row.state != JobState.GENERATED:
             return _reply_dict(compose_error(row, mention_from_dict(row.request)), row)
         images = await queue.images(job_id)
-        copied = []
+        copied: list[Path] = []
         cache = out_dir / ".try-data" / "cache"
         async with materialized(queue, job_id, images, cache) as files:
             post = compose_result(row, files, mention, config, blur=blur_image)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Connection
 
 from fedibot.queue.jobs import CLAIM_COLUMNS, JobQueue, horde_jobs, jobs
@@ -51,7 +51,7 @@ class SqlHordeJobStore:
                 "updated_at": now,
             }
             if old is None:
-                conn.execute(horde_jobs.insert().values(job_id=request.job_id, **values))
+                conn.execute(insert(horde_jobs).values(job_id=request.job_id, **values))
             else:
                 conn.execute(
                     update(horde_jobs).where(horde_jobs.c.job_id == request.job_id).values(**values)

@@ -31,6 +31,7 @@ from sqlalchemy import (
     JSON,
     Float,
     Integer,
+    Table,
     and_,
     bindparam,
     case,
@@ -60,8 +61,8 @@ log = logging.getLogger("fedibot.queue.jobs")
 
 jobs = Job.__table__
 images = JobImage.__table__
-horde_jobs = HordeJob.__table__
-workers = WorkerSeen.__table__
+horde_jobs: Table = HordeJob.__table__  # type: ignore[assignment]
+workers: Table = WorkerSeen.__table__  # type: ignore[assignment]
 HORDE_PENDING = ("submitting", "submitted")
 
 CLAIM_ORDER = (jobs.c.fair_seq, jobs.c.priority.desc(), jobs.c.id)
@@ -945,8 +946,9 @@ class JobQueue:
     ) -> list[Row[Any]]:
         """Jobs for a Horde worker, each started at once (one attempt each): first any job
         whose Horde request is open but whose worker is gone (its lease ran out) — resuming
-        polls the recorded request, it never submits again — then queued jobs of any batch key in claim order, never one handed
-        back to the local queue (`returned_local`) nor one `eligible` rejects."""
+        polls the recorded request, it never submits again — then queued jobs of any batch
+        key in claim order, never one handed back to the local queue (`returned_local`) nor
+        one `eligible` rejects."""
         claimed = await self.db.run(
             self._claim_for_horde, worker_id, max_jobs, lease_seconds, self._now(), eligible
         )

@@ -23,12 +23,12 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Protocol
 
-from sqlalchemy import delete, insert, select, tuple_
+from sqlalchemy import Table, delete, insert, select, tuple_
 from sqlalchemy.engine import Connection
 
 from fedibot.storage.models import JobImageData
 
-image_data = JobImageData.__table__
+image_data: Table = JobImageData.__table__  # type: ignore[assignment]
 
 DB_PREFIX = "db:"
 
@@ -80,7 +80,7 @@ class DatabaseImageStore:
                 tuple_(image_data.c.job_id, image_data.c.index).in_([(job_id, i) for i in wanted])
             )
         ).all()
-        return {int(r.index): bytes(r.data) for r in rows}
+        return {int(r._mapping["index"]): bytes(r._mapping["data"]) for r in rows}
 
     def delete(self, conn: Connection, job_ids: Sequence[int]) -> int:
         if not job_ids:
