@@ -236,6 +236,10 @@ class App:
     async def start(self) -> None:
         await upgrade(self.db)
         await self.queue.requeue_expired(owner=self.replier.worker_id)
+        from fedibot.storage.images import prune_cache
+
+        cache = Path(self.config.data_dir) / "cache" / "media"
+        await asyncio.to_thread(prune_cache, cache)  # files of replies that ended in a retry
         if self.config.server.enabled:
             self.ops = OpsServer(self.config.server.host, self.config.server.port, self.health)
             await self.ops.start()
