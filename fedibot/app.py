@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import itertools
 import logging
 import os
 import socket
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from federation.base import Adapter
@@ -51,8 +54,125 @@ def build_adapter(account: Any, cursors: DbCursorStore) -> Adapter:
     return LemmyAdapter(account, cursors)
 
 
-def worker_name(role: str) -> str:
-    return f"{role}-{socket.gethostname()}-{os.getpid()}"
+def worker_name(role: str, data_dir: str | None = None) -> str:
+    """A worker id that survives restarts: role, host and a hash of the data dir, so a
+    restarted process takes back at once the jobs its previous incarnation held (see
+    JobQueue.requeue_expired). A second live process on the same host and data dir gets a
+    suffix (a lock file tells them apart), so two never share an id."""
+    host = socket.gethostname()
+    if data_dir is None:
+        return f"{role}-{host}-{os.getpid()}"
+    folder = Path(data_dir).expanduser().resolve()
+    digest = hashlib.sha1(str(folder).encode()).hexdigest()[:8]
+    name = f"{role}-{host}-{digest}"
+    if _lock_identity(folder / f".{role}.lock"):
+        return name
+    return f"{name}-{os.getpid()}-{next(_SUFFIX)}"
+
+
+_SUFFIX = itertools.count(1)
+_IDENTITY_LOCKS: dict[str, int] = {}
+
+
+def _lock_identity(path: Path) -> bool:
+    """Hold an exclusive lock on `path` for the life of this process (False: taken)."""
+    if str(path) in _IDENTITY_LOCKS:
+        return False  # this process already runs that role on that data dir
+    try:
+        import fcntl
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except (ImportError, OSError):
+        return True  # no locking here (e.g. Windows): trust the operator
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return False
+    _IDENTITY_LOCKS[str(path)] = fd
+    return True
+
+
+def release_worker_names() -> None:
+    """Let go of the identity locks (an App stopping; a later App may take the names)."""
+    while _IDENTITY_LOCKS:
+        _, fd = _IDENTITY_LOCKS.popitem()
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+class Generators:
+    """What `[generator] backend` asks for, on the shared queue: the local Worker (`local`,
+    `local+horde`) and/or a HordeWorker (`horde`, `local+horde`). With `horde` alone no model
+    is loaded here (the service only classifies and writes the Horde's images)."""
+
+    def __init__(
+        self, config: FedibotConfig, queue: JobQueue, service: Any, *, exit_when_empty: bool = False
+    ) -> None:
+        from fedibot.queue.work_source import QueueWorkSource
+        from generator.worker import Worker
+
+        gen = config.generator
+        self.local: Any = None
+        self.horde: Any = None
+        self._client: Any = None
+        if gen.backend in ("local", "local+horde"):
+            self.local = Worker(
+                QueueWorkSource(queue, config=gen),
+                service,
+                gen,
+                worker_name("worker", config.data_dir),
+                exit_when_empty=exit_when_empty,
+            )
+        if gen.backend in ("horde", "local+horde"):
+            from fedibot.queue.horde_store import SqlHordeJobStore
+            from generator.horde.client import HordeClient
+            from generator.horde.flow import HordeFlow
+            from generator.horde.worker import HordeWorker
+
+            horde_id = worker_name("horde", config.data_dir)
+            source = QueueWorkSource(queue, kind="horde", config=gen)
+            store = SqlHordeJobStore(queue, horde_id, gen.lease_seconds)
+            self._client = HordeClient(gen.horde)
+            self.horde = HordeWorker(
+                source,
+                HordeFlow(self._client, store, gen),
+                service,
+                gen,
+                signals=source.signals if gen.backend == "local+horde" else None,
+                on_notice=lambda job_id, code, text: queue.add_notice(job_id, code, text),
+                worker_id=horde_id,
+                exit_when_idle=exit_when_empty,
+            )
+
+    def runs(self) -> dict[str, Awaitable[Any]]:
+        out: dict[str, Awaitable[Any]] = {}
+        if self.local is not None:
+            out["worker"] = self.local.run()
+        if self.horde is not None:
+            out["horde-worker"] = self.horde.run()
+        return out
+
+    def wake(self) -> None:
+        if self.local is not None:
+            self.local.wake()
+        if self.horde is not None:
+            self.horde._wake.set()
+
+    def request_stop(self) -> None:
+        if self.local is not None:
+            self.local.request_stop()
+        if self.horde is not None:
+            self.horde.request_stop()
+
+    @property
+    def stopping(self) -> bool:
+        return any(w is not None and w._stopping for w in (self.local, self.horde))
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
 
 
 class App:
@@ -107,14 +227,14 @@ class App:
             self.policy,
             config,
             usage=usage_text(rules),
-            worker_id=worker_name("replier"),
+            worker_id=worker_name("replier", config.data_dir),
             campaign_poster=self._post_campaign,
             outbound=self.outbound,
             gate=BudgetGate(BudgetLedger(self.db, clock), config.replies.grid),
-            wait_for_start=True,
         )
         self._service = service
         self.worker: Any = None
+        self.generators: Generators | None = None
         self.ops: OpsServer | None = None
         self.console: Any = None
         self._clock = clock
@@ -127,7 +247,11 @@ class App:
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         await upgrade(self.db)
-        await self.queue.requeue_expired()
+        await self.queue.requeue_expired(owner=self.replier.worker_id)
+        from fedibot.storage.images import prune_cache
+
+        cache = Path(self.config.data_dir) / "cache" / "media"
+        await asyncio.to_thread(prune_cache, cache)  # files of replies that ended in a retry
         if self.config.server.enabled:
             self.ops = OpsServer(self.config.server.host, self.config.server.port, self.health)
             await self.ops.start()
@@ -144,6 +268,7 @@ class App:
             await self.console.start()
             log.info("operator console on %s", self.console.url)
         self._spawn(self._maintenance(), "maintenance")
+        self.replier.expect_start(self.adapters)  # the listeners start them
         for name, adapter in self.adapters.items():
             self._spawn(self._listen(name, adapter), f"listen-{name}")
         self._spawn(self.replier.run(), "replier")
@@ -169,6 +294,8 @@ class App:
         self._stopping.set()
         if self.worker is not None:
             self.worker.request_stop()
+        if self.generators is not None:
+            self.generators.request_stop()
         self.replier.request_stop()
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=False)
@@ -176,6 +303,10 @@ class App:
         if worker_task is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(worker_task, timeout=600)
+        horde_task = next((t for t in self._tasks if t.get_name() == "horde-worker"), None)
+        if horde_task is not None:  # open Horde requests stay recorded; a restart resumes them
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(horde_task), timeout=5)
         for task in self._tasks:
             if not task.done():
                 task.cancel()
@@ -189,7 +320,10 @@ class App:
             await self.console.stop()
         if self._service is not None and hasattr(self._service, "close"):
             await asyncio.to_thread(self._service.close)
+        if self.generators is not None:
+            await self.generators.close()
         await self.db.dispose()
+        release_worker_names()
         log.info("fedibot stopped: orderly shutdown complete")
 
     def _spawn(self, coro: Awaitable[Any], name: str) -> None:
@@ -220,21 +354,17 @@ class App:
                 delay = min(delay * 2, 300.0)
 
     def _start_worker(self) -> None:
-        from fedibot.queue.work_source import QueueWorkSource
         from generator.service import GeneratorService
-        from generator.worker import Worker
 
         if self._service is None:
             self._service = GeneratorService(self.config.generator)
-        self.worker = Worker(
-            QueueWorkSource(self.queue),
-            self._service,
-            self.config.generator,
-            worker_name("worker"),
+        generators = self.generators = Generators(self.config, self.queue, self._service)
+        self.worker = generators.local or generators.horde
+        self.queue.add_listener(
+            lambda state: generators.wake() if state == JobState.QUEUED else None
         )
-        worker = self.worker
-        self.queue.add_listener(lambda state: worker.wake() if state == JobState.QUEUED else None)
-        self._spawn(self.worker.run(), "worker")
+        for name, run in generators.runs().items():
+            self._spawn(run, name)
 
     def _start_scheduler(self) -> None:
         from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -298,5 +428,5 @@ class App:
             "database": self.db.display_url,
             "queue": {k: v for k, v in stats.items() if v},
             "accounts": sorted(self.adapters),
-            "worker": self.worker is not None and not self.worker.stopping,
+            "worker": self.generators is not None and not self.generators.stopping,
         }

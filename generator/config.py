@@ -228,8 +228,12 @@ class GeneratorConfig(BaseModel):
     )
     max_loaded_models: int = Field(1, ge=1, le=16)
     max_batch: int = Field(8, ge=1, le=64, description="images per pipeline call")
-    lease_seconds: float = Field(300.0, gt=0)
-    heartbeat_seconds: float = Field(30.0, gt=0)
+    lease_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="a job returns to the queue this long after its worker's last heartbeat",
+    )
+    heartbeat_seconds: float = Field(20.0, gt=0)
     idle_poll_seconds: float = Field(1.0, gt=0, description="wait between empty claims")
     data_dir: str = "data"
     qr: QrConfig = Field(default_factory=lambda: QrConfig())

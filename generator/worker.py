@@ -124,6 +124,7 @@ class Worker:
         prefetch = None if self._stopping else asyncio.create_task(self._claim())
         beat = asyncio.create_task(self._heartbeat_loop([r.job_id for r in batch], prefetch))
         split = hasattr(self.service, "render") and hasattr(self.service, "store")
+        await self._mark_started(batch)
         started = time.perf_counter()
         work = self.service.render if split else self.service.generate  # type: ignore[attr-defined]
         compute = asyncio.create_task(asyncio.to_thread(work, batch, self.progress))
@@ -150,6 +151,17 @@ class Worker:
             await self._hand_back(prefetch)
             return None
         return prefetch
+
+    async def _mark_started(self, batch: list[GenerationRequest]) -> None:
+        """Tell a source that offers `start` (the SQL queue) that rendering begins: attempts
+        are counted from here, so a prefetched batch that never started costs nothing."""
+        start = getattr(self.source, "start", None)
+        if start is None:
+            return
+        try:
+            await start(self.worker_id, [r.job_id for r in batch])
+        except Exception:  # counting is bookkeeping: render anyway
+            log.exception("marking a batch as started failed")
 
     async def _store(
         self,

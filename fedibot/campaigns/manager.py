@@ -22,6 +22,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from federation.errors import PermanentError, RemoteGone, TransientError
@@ -36,6 +37,7 @@ from fedibot.outbound.compose import compose_campaign
 from fedibot.outbound.post_once import PostKind, PostOnce
 from fedibot.queue.jobs import JobQueue, NewJob
 from fedibot.storage.database import Database
+from fedibot.storage.images import DB_PREFIX, materialized
 from fedibot.storage.models import JobState
 
 if TYPE_CHECKING:
@@ -255,8 +257,13 @@ class CampaignManager:
         """Post one generated run (the replier calls this for `campaign` jobs).
 
         A job that failed generation arrives here too (its error "reply"): the run is recorded
-        failed and nothing is posted; the replier then just closes the job.
+        failed and nothing is posted; the replier then just closes the job. Images still in
+        the image store (`db:` locations) are written to local files first.
         """
+        if any(str(getattr(image, "path", "")).startswith(DB_PREFIX) for image in images):
+            cache = Path(self.config.data_dir) / "cache" / "media"
+            async with materialized(self.queue, int(row.id), images, cache) as files:
+                return await self.post(row, files, adapter)
         params = dict(row.params or {})
         name = str(params.get("campaign") or str(row.requester).removeprefix("campaign:"))
         at = float(params.get("scheduled_at") or 0.0)

@@ -136,6 +136,7 @@ async def _try(config: Any, text: str, out_dir: Path, visibility: str, author: s
     from fedibot.queue.jobs import JobQueue
     from fedibot.queue.work_source import QueueWorkSource
     from fedibot.storage.database import Database
+    from fedibot.storage.images import materialized
     from fedibot.storage.migrate import upgrade
     from fedibot.storage.models import JobState
     from generator.service import GeneratorService
@@ -203,17 +204,19 @@ async def _try(config: Any, text: str, out_dir: Path, visibility: str, author: s
                 **{
                     **row._mapping,
                     "state": "withheld",
-                    "error_code": "withheld",
+                    "error_code": "minor_exposure",
                     "error_message": reason,
                 }
             )
             return _reply_dict(compose_error(withheld, mention), withheld)
-        post = compose_result(row, images, mention, config, blur=blur_image)
         copied: list[Path] = []
-        for item in post.media:
-            target = out_dir / f"image-{len(copied)}.png"
-            shutil.copyfile(item.path, target)
-            copied.append(target)
+        cache = out_dir / ".try-data" / "cache"
+        async with materialized(queue, job_id, images, cache) as files:
+            post = compose_result(row, files, mention, config, blur=blur_image)
+            for item in post.media:
+                target = out_dir / f"image-{len(copied)}.png"
+                shutil.copyfile(item.path, target)
+                copied.append(target)
         reply = _reply_dict(post, row)
         for media, path in zip(reply["media"], copied, strict=True):
             media["path"] = str(path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import sys
 from typing import Any
 
@@ -66,35 +67,38 @@ def run(no_worker: bool) -> None:
 @main.command()
 @click.option("--exit-when-empty", is_flag=True, help="stop once the queue has nothing left")
 def worker(exit_when_empty: bool) -> None:
-    """Generator only: claim batches from the shared database and render them."""
+    """Generator only: claim batches from the shared database and render them (locally, or
+    on the AI Horde, as `[generator] backend` says)."""
     config = load_config_or_exit()
     setup_logs(config)
 
     async def _main() -> None:
-        from fedibot.app import queue_settings, worker_name
+        from fedibot.app import Generators, queue_settings
         from fedibot.queue.jobs import JobQueue
-        from fedibot.queue.work_source import QueueWorkSource
         from fedibot.storage.database import Database
         from fedibot.storage.migrate import upgrade
         from generator.service import GeneratorService
-        from generator.worker import Worker, install_signal_handlers
+        from generator.worker import install_signal_handlers
 
         db = Database(config.database.url)
         await upgrade(db)
         queue = JobQueue(db, queue_settings(config))
         service = GeneratorService(config.generator)
-        await asyncio.to_thread(service.preload)
-        w = Worker(
-            QueueWorkSource(queue),
-            service,
-            config.generator,
-            worker_name("worker"),
-            exit_when_empty=exit_when_empty,
-        )
-        install_signal_handlers(w)
+        if config.generator.backend == "horde":  # no local model: only the output classifier
+            await asyncio.to_thread(lambda: service.classifier)
+        else:
+            await asyncio.to_thread(service.preload)
+        generators = Generators(config, queue, service, exit_when_empty=exit_when_empty)
+        if generators.local is not None:
+            install_signal_handlers(generators.local)
+        if generators.horde is not None:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, generators.request_stop)
         try:
-            await w.run()
+            await asyncio.gather(*generators.runs().values())
         finally:
+            await generators.close()
             await asyncio.to_thread(service.close)
             await db.dispose()
             logging.getLogger("fedibot.worker").info(
@@ -242,20 +246,43 @@ def queue_list(state: str | None, requester: str | None, limit: int, as_json: bo
 @queue.command("show")
 @click.argument("job_id", type=click.IntRange(1, 2**63 - 1))
 @click.option("--json", "as_json", is_flag=True)
-def queue_show(job_id: int, as_json: bool) -> None:
-    """One job with its images."""
+@click.option(
+    "--save",
+    "save_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="also write the job's images as PNG files into this folder",
+)
+def queue_show(job_id: int, as_json: bool, save_dir: str | None) -> None:
+    """One job with its images (kept in the database: see docs/images.md)."""
+    from pathlib import Path
+
     config = load_config_or_exit()
     q = _open_queue(config)
     row = run_async(q.get(job_id))
     images = run_async(q.images(job_id)) if row else []
+    blobs = run_async(q.image_bytes(job_id, images)) if images else {}
     q.db.close()
     if row is None:
         click.echo(f"no job {job_id}", err=True)
         sys.exit(1)
     data = _job_dict(row)
-    data["images"] = [
-        {"index": i.index, "seed": i.seed, "path": i.path, "flagged": i.flagged} for i in images
-    ]
+    data["images"] = []
+    for i in images:
+        blob = blobs.get(int(i.index))
+        entry = {
+            "index": i.index,
+            "seed": i.seed,
+            "location": i.path,
+            "bytes": None if blob is None else len(blob),
+            "flagged": i.flagged,
+        }
+        if save_dir is not None and blob is not None:
+            target = Path(save_dir) / f"job-{job_id}-{i.index}.png"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(blob)
+            entry["saved"] = str(target)
+        data["images"].append(entry)
     if as_json:
         print_json(data)
         return

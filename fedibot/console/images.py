@@ -1,9 +1,8 @@
 """Image bytes for the console — the ONE place that reads a stored image.
 
-Today images are files whose paths the database lists (`job_images.path`); the console only
-ever reads a path it got from the database for a (job id, index) pair, never a path from a
-URL. When images move into the database (`fedibot.storage.images.ImageStore`), only
-`image_bytes` and `delete_job_images` change.
+Images live in the database behind `fedibot.storage.images.ImageStore` (looked up by the
+integer (job id, index) pair only, never by a path from a URL); images made before the
+image store are read from the file the database lists for that pair.
 
 Thumbnails are made once (Pillow, JPEG) and cached under `<data_dir>/console/thumbs/`, named
 by the integer ids only.
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, cast
 from sqlalchemy import Table, delete, select
 from sqlalchemy.engine import Connection
 
+from fedibot.storage.images import DatabaseImageStore, read_legacy_file, remove_legacy_files
 from fedibot.storage.models import JobImage
 
 if TYPE_CHECKING:
@@ -40,30 +40,39 @@ def _path_of(conn: Connection, job_id: int, index: int) -> str | None:
 
 async def image_bytes(ctx: ConsoleContext, job_id: int, index: int) -> bytes:
     """The stored PNG of image `index` of job `job_id`; ImageMissing when there is none."""
-    path = await ctx.db.run(_path_of, int(job_id), int(index))
+    job_id, index = int(job_id), int(index)
+
+    def body(conn: Connection) -> tuple[str | None, bytes | None]:
+        path = _path_of(conn, job_id, index)
+        if path is None:
+            return None, None
+        return path, DatabaseImageStore().get(conn, job_id, [index]).get(index)
+
+    path, data = await ctx.db.run(body)
     if path is None:
         raise ImageMissing(f"job {job_id} has no image {index}")
-    try:
-        return await asyncio.to_thread(Path(path).read_bytes)
-    except OSError:
-        raise ImageMissing(f"image {index} of job {job_id} is gone") from None
+    if data is None:
+        data = await asyncio.to_thread(read_legacy_file, path)
+    if data is None:
+        raise ImageMissing(f"image {index} of job {job_id} is gone")
+    return data
 
 
 async def delete_job_images(ctx: ConsoleContext, job_id: int) -> int:
     """Remove a job's images (a discarded result) and their thumbnails; returns how many."""
+    job_id = int(job_id)
 
     def body(conn: Connection) -> list[str]:
         paths = list(
             conn.execute(select(images_t.c.path).where(images_t.c.job_id == job_id)).scalars()
         )
+        DatabaseImageStore().delete(conn, [job_id])
         conn.execute(delete(images_t).where(images_t.c.job_id == job_id))
         return paths
 
     paths = await ctx.db.run(body)
-    for path in paths:
-        Path(path).unlink(missing_ok=True)
-        Path(path).with_name(f"{Path(path).stem}.blurred.png").unlink(missing_ok=True)
-    for thumb in ctx.thumbs_dir.glob(f"{int(job_id)}-*.jpg"):
+    await asyncio.to_thread(remove_legacy_files, paths)
+    for thumb in ctx.thumbs_dir.glob(f"{job_id}-*.jpg"):
         thumb.unlink(missing_ok=True)
     return len(paths)
 

@@ -118,6 +118,8 @@ def compose_result(
     )
     if withheld:
         text += f"\n({withheld} image(s) withheld by the safety check.)"
+    for notice in (job.params or {}).get("notices", []):  # e.g. the Horde censored some
+        text += f"\n{notice['text']}"
     post = _base_post(job, mention, text)
     if (flagged or decision) and action != "withhold":
         post["sensitive"] = True

@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from federation.base import Adapter
@@ -32,6 +33,7 @@ from fedibot.outbound.budgets import BudgetGate
 from fedibot.outbound.compose import compose_error, compose_result, compose_text
 from fedibot.outbound.post_once import NOTICE_KINDS, PostKind, PostOnce
 from fedibot.queue.jobs import JobQueue
+from fedibot.storage.images import MissingImage, materialized
 from fedibot.storage.models import JobState
 
 log = logging.getLogger("fedibot.outbound.replier")
@@ -63,7 +65,6 @@ class Replier:
         campaign_poster: CampaignPoster | None = None,
         outbound: PostOnce | None = None,
         gate: BudgetGate | None = None,
-        wait_for_start: bool = False,
     ) -> None:
         self.queue = queue
         self.adapters = adapters
@@ -74,9 +75,9 @@ class Replier:
         self.campaign_poster = campaign_poster
         self.outbound = outbound or PostOnce(queue.db, queue.settings.clock)
         self.gate = gate or BudgetGate(None)
-        # `fedibot run` starts the adapters in their listener tasks: a reply waits until its
-        # account has started (`mark_ready`) instead of reaching an adapter mid-start.
-        self._wait_for_start = wait_for_start
+        # `fedibot run` starts the adapters in their listener tasks: a reply for an account
+        # being started (`expect_start`) waits until it is ready (`mark_ready`) instead of
+        # reaching an adapter mid-start. Adapters handed over started need no waiting.
         self._ready: dict[str, asyncio.Event] = {}
         self.start_wait_seconds = 30.0
         self._spent_since: dict[int, float] = {}
@@ -88,14 +89,20 @@ class Replier:
         if state in (JobState.GENERATED, JobState.REJECTED, JobState.FAILED, JobState.WITHHELD):
             self._wake.set()
 
+    def expect_start(self, accounts: Iterable[str]) -> None:
+        """These accounts' adapters are being started elsewhere: hold their replies until
+        `mark_ready`."""
+        for account in accounts:
+            self._ready.setdefault(account, asyncio.Event())
+
     def mark_ready(self, account: str) -> None:
         """The adapter of `account` finished `start()`: its replies may go."""
         self._ready.setdefault(account, asyncio.Event()).set()
 
     async def _started(self, account: str) -> bool:
-        if not self._wait_for_start:
+        ready = self._ready.get(account)
+        if ready is None:
             return True
-        ready = self._ready.setdefault(account, asyncio.Event())
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(ready.wait(), timeout=self.start_wait_seconds)
         return ready.is_set()
@@ -245,7 +252,7 @@ class Replier:
             row.prompt, row.negative_prompt, images, policy.minor_exposure_threshold
         )
         code, reply = MINOR_EXPOSURE, row.kind == "mention"
-        if reason is None:
+        if reason is None and row.kind == "mention":  # campaigns regenerate on their own
             reason = held_for_review(images, policy.flagged_images)
             code, reply = FLAGGED_OUTPUT, False  # the operator's decision tells the requester
         if reason is None:
@@ -261,7 +268,8 @@ class Replier:
             images = await self.queue.images(row.id)
             if await self._withheld(row, images):
                 return Skipped("withheld")
-            return await self.campaign_poster(row, images, adapter)
+            async with self._files(row, images) as files:
+                return await self.campaign_poster(row, files, adapter)
         mention = mention_from_dict(row.request)
         escape = adapter.escape_text
         if row.state != JobState.REPLYING:  # an error reply for a rejected/failed/withheld job
@@ -286,16 +294,25 @@ class Replier:
         images = await self.queue.images(row.id)
         if await self._withheld(row, images):
             return Skipped("withheld")
-        post = compose_result(row, images, mention, self.config, blur=self._blur, escape=escape)
-        if not await self.outbound.uploaded(row.id, PostKind.RESULT):
-            # grid or not is decided before the first upload and kept for every retry
-            gridded = await self.gate.maybe_grid(row, adapter, post)
-            if gridded is not post and not (row.params or {}).get("grid"):
-                await self.queue.update_params(row.id, {"grid": True})
-            post = gridded
-        elif (row.params or {}).get("grid"):
-            post = await self.gate.maybe_grid(row, adapter, post)
-        return await self._post(adapter, post, row, PostKind.RESULT)
+        async with self._files(row, images) as files:
+            post = compose_result(row, files, mention, self.config, blur=self._blur, escape=escape)
+            if not await self.outbound.uploaded(row.id, PostKind.RESULT):
+                # grid or not is decided before the first upload and kept for every retry
+                gridded = await self.gate.maybe_grid(row, adapter, post)
+                if gridded is not post and not (row.params or {}).get("grid"):
+                    await self.queue.update_params(row.id, {"grid": True})
+                post = gridded
+            elif (row.params or {}).get("grid"):
+                post = await self.gate.maybe_grid(row, adapter, post)
+            return await self._post(adapter, post, row, PostKind.RESULT)
+
+    def _files(self, row: Any, images: list[Any]) -> Any:
+        """The job's images from the image store as local files for the adapter (kept for a
+        retry when the post fails, removed when it succeeds). An image missing from the
+        store is a transient error: the database may be restoring, or a pre-store image
+        file is on another machine."""
+        cache = Path(self.config.data_dir) / "cache" / "media"
+        return _missing_is_transient(materialized(self.queue, row.id, images, cache))
 
     async def _tell_about_wait(self, row: Any, adapter: Adapter, wait: float | None) -> None:
         """A requester whose images wait on the server's rate limit for long is told, once,
@@ -376,3 +393,12 @@ def _request_visibility(row: Any) -> Visibility | None:
     """The visibility of the request a job answers (replies are never wider than it)."""
     value = (row.request or {}).get("visibility")
     return Visibility(value) if value else None
+
+
+@contextlib.asynccontextmanager
+async def _missing_is_transient(files: Any) -> AsyncIterator[list[Any]]:
+    try:
+        async with files as out:
+            yield out
+    except MissingImage as exc:
+        raise TransientError(str(exc), 300) from exc

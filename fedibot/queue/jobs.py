@@ -16,6 +16,7 @@ one job joins round 0. Priority breaks ties inside a round, then age.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
@@ -24,7 +25,6 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -35,6 +35,7 @@ from sqlalchemy import (
     bindparam,
     case,
     delete,
+    exists,
     func,
     insert,
     literal_column,
@@ -47,12 +48,29 @@ from sqlalchemy.engine import Connection, Row
 
 from fedibot.ops import metrics
 from fedibot.storage.database import Database
-from fedibot.storage.models import Job, JobImage, JobState, ReplyState, table_of
+from fedibot.storage.images import (
+    DatabaseImageStore,
+    ImageStore,
+    read_legacy_file,
+    remove_legacy_files,
+)
+from fedibot.storage.models import (
+    HordeJob,
+    Job,
+    JobImage,
+    JobState,
+    ReplyState,
+    WorkerSeen,
+    table_of,
+)
 
 log = logging.getLogger("fedibot.queue.jobs")
 
 jobs = table_of(Job)
 images = table_of(JobImage)
+horde_jobs = table_of(HordeJob)
+workers = table_of(WorkerSeen)
+HORDE_PENDING = ("submitting", "submitted")
 
 CLAIM_ORDER = (jobs.c.fair_seq, jobs.c.priority.desc(), jobs.c.id)
 # What a claim hands the worker: everything but the JSON documents (decoding those for every
@@ -64,12 +82,20 @@ IS_QUEUED = jobs.c.state == literal_column("'queued'")
 IS_GENERATING = jobs.c.state == literal_column("'generating'")
 IS_GENERATED = jobs.c.state == literal_column("'generated'")
 REPLY_PENDING = jobs.c.reply_state == literal_column("'pending'")
+# A Horde request is open for the job: only a Horde worker may take it (it polls the recorded
+# request instead of making the images again).
+HAS_PENDING_HORDE = exists().where(
+    horde_jobs.c.job_id == jobs.c.id, horde_jobs.c.state.in_(HORDE_PENDING)
+)
+RETURNED_LOCAL = exists().where(
+    horde_jobs.c.job_id == jobs.c.id, horde_jobs.c.state == "returned_local"
+)
 
 
 @dataclass(frozen=True)
 class QueueSettings:
     max_attempts: int = 3
-    lease_seconds: float = 300.0
+    lease_seconds: float = 60.0
     retry_base_seconds: float = 5.0
     retry_max_seconds: float = 900.0
     reply_retry_max_seconds: float = 3600.0
@@ -77,6 +103,9 @@ class QueueSettings:
     # A reply that keeps failing (server down for days, a bug) ends `failed` after this many
     # tries, ~2 days with the default backoff cap; `fedibot queue retry` brings it back.
     max_reply_attempts: int = 50
+    # A job whose Horde worker vanished stays reserved for a Horde worker (one resumes its
+    # recorded request) this long after its lease ran out; then it goes to the local queue.
+    horde_orphan_seconds: float = 1800.0
     clock: Callable[[], float] = time.time
 
     @classmethod
@@ -148,9 +177,15 @@ class JobQueue:
     `_…` twins hold the SQL and take the connection.
     """
 
-    def __init__(self, db: Database, settings: QueueSettings | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        settings: QueueSettings | None = None,
+        image_store: ImageStore | None = None,
+    ) -> None:
         self.db = db
         self.settings = settings or QueueSettings()
+        self.image_store: ImageStore = image_store or DatabaseImageStore(self.settings.clock)
         self._pg = not db.is_sqlite
         self._stmts = _Statements.build(self._pg)
         self._listeners: list[Callable[[str], None]] = []
@@ -201,6 +236,8 @@ class JobQueue:
             "request": job.request,
             "visibility": job.visibility,
             "attempts": 0,
+            "crashes": 0,
+            "batch_size": 0,
             "max_attempts": job.max_attempts or self.settings.max_attempts,
             "not_before": 0.0,
             "reply_attempts": 0,
@@ -238,7 +275,10 @@ class JobQueue:
         """Take up to `max_batch` compatible queued jobs (same batch key) under a lease.
 
         With `max_images`, the jobs' images (`n`) add up to at most that many — except that
-        the first job is always taken, so a large request is never starved.
+        the first job is always taken, so a large request is never starved. A job that was
+        being rendered when its worker died (`crashes` > 0) is taken alone: if it is what
+        kills workers, it takes no innocent batch with it. Claiming costs no attempt
+        (`start` counts one when rendering begins).
         """
         lease = lease_seconds or self.settings.lease_seconds
         claimed = await self.db.run(
@@ -264,17 +304,21 @@ class JobQueue:
         rows = conn.execute(
             self._stmts.claim_candidates, {"now": now, "key": key, "limit": max_batch * 4}
         ).all()
-        in_flight = self._in_flight(conn, {r.requester for r in rows})
+        in_flight = self._in_flight(conn, {r.requester for r in rows}, now)
         chosen: list[int] = []
         images_taken = 0
         for row in rows:
             if in_flight[row.requester] >= cap:
+                continue
+            if row.crashes and chosen:  # a suspect runs alone
                 continue
             if max_images is not None and chosen and images_taken + row.n > max_images:
                 continue
             in_flight[row.requester] += 1
             chosen.append(row.id)
             images_taken += row.n
+            if row.crashes:
+                break
             if len(chosen) == max_batch or (max_images is not None and images_taken >= max_images):
                 break
         if not chosen:
@@ -282,17 +326,44 @@ class JobQueue:
         claimed = list(
             conn.execute(
                 self._stmts.claim_update,
-                {"ids": chosen, "worker": worker_id, "expires": now + lease, "now": now},
+                {
+                    "ids": chosen,
+                    "worker": worker_id,
+                    "expires": now + lease,
+                    "now": now,
+                    "size": len(chosen),
+                },
             ).all()
         )
         order = {job_id: i for i, job_id in enumerate(chosen)}
         claimed.sort(key=lambda r: order[r.id])
         return claimed
 
-    def _in_flight(self, conn: Connection, requesters: Iterable[str]) -> Counter[str]:
+    def _in_flight(self, conn: Connection, requesters: Iterable[str], now: float) -> Counter[str]:
         wanted = set(requesters)
-        result = conn.execute(self._stmts.in_flight)
+        result = conn.execute(self._stmts.in_flight, {"now": now})
         return Counter({name: int(n) for name, n in result.all() if name in wanted})
+
+    async def start(self, worker_id: str, job_ids: Sequence[int]) -> int:
+        """Rendering of these claimed jobs begins: each counts one attempt now. Until then a
+        job that goes back to the queue (its worker stopped or died) has cost nothing."""
+        if not job_ids:
+            return 0
+        now = self._now()
+
+        def _start(conn: Connection) -> int:
+            return conn.execute(
+                update(jobs)
+                .where(
+                    jobs.c.id.in_(list(job_ids)),
+                    jobs.c.lease_owner == worker_id,
+                    IS_GENERATING,
+                    jobs.c.started_at.is_(None),
+                )
+                .values(started_at=now, attempts=jobs.c.attempts + 1, updated_at=now)
+            ).rowcount
+
+        return await self.db.run(_start)
 
     async def heartbeat(
         self, worker_id: str, job_ids: Sequence[int], lease_seconds: float | None = None
@@ -344,7 +415,15 @@ class JobQueue:
             if result.rowcount != 1:
                 return False
             if image_rows:
-                conn.execute(insert(images), [{**r, "job_id": job_id} for r in image_rows])
+                self.image_store.delete(conn, [job_id])  # a Horde job resumed after a crash
+                conn.execute(delete(images).where(images.c.job_id == job_id))
+                stored = []
+                for r in image_rows:
+                    row = {k: v for k, v in r.items() if k != "data"}
+                    if r.get("data") is not None:
+                        row["path"] = self.image_store.put(conn, job_id, r["index"], r["data"])
+                    stored.append({**row, "job_id": job_id})
+                conn.execute(insert(images), stored)
             return True
 
         done = await self.db.run(_complete)
@@ -360,7 +439,7 @@ class JobQueue:
 
         def _fail(conn: Connection) -> str | None:
             row = conn.execute(
-                select(jobs.c.attempts, jobs.c.max_attempts).where(
+                select(jobs.c.attempts, jobs.c.max_attempts, jobs.c.started_at).where(
                     jobs.c.id == job_id,
                     jobs.c.state == JobState.GENERATING,
                     jobs.c.lease_owner == worker_id,
@@ -368,10 +447,12 @@ class JobQueue:
             ).first()
             if row is None:
                 return None
-            if retryable and row.attempts < row.max_attempts:
+            # A source that never called start() still pays for a failed generation.
+            attempts = row.attempts + (0 if row.started_at is not None else 1)
+            if retryable and attempts < row.max_attempts:
                 values: dict[str, Any] = {
                     "state": JobState.QUEUED,
-                    "not_before": now + self._backoff(row.attempts),
+                    "not_before": now + self._backoff(attempts),
                 }
             else:
                 values = {
@@ -384,6 +465,8 @@ class JobQueue:
                 .where(jobs.c.id == job_id)
                 .values(
                     **values,
+                    attempts=attempts,
+                    started_at=None,
                     lease_owner=None,
                     lease_expires_at=None,
                     error_code=code,
@@ -414,7 +497,8 @@ class JobQueue:
                 )
                 .values(
                     state=JobState.QUEUED,
-                    attempts=jobs.c.attempts - 1,
+                    attempts=jobs.c.attempts - case((jobs.c.started_at.is_not(None), 1), else_=0),
+                    started_at=None,
                     lease_owner=None,
                     lease_expires_at=None,
                     updated_at=now,
@@ -426,17 +510,41 @@ class JobQueue:
             self._transition(job_id, JobState.GENERATING, JobState.QUEUED, "released")
         return released
 
-    async def requeue_expired(self) -> int:
-        """Return jobs whose lease ran out (a worker or replier died) to where they resume."""
-        moved = await self.db.run(self._requeue_expired, self._now())
+    async def requeue_expired(self, owner: str | None = None) -> int:
+        """Return jobs whose lease ran out (a worker or replier died) to where they resume.
+
+        With `owner`, also every job that owner holds, expired or not: a restarted process
+        (same stable worker id) takes back what its previous incarnation held at once instead
+        of waiting out the lease. A generating job is judged by how far it got: claimed but
+        never started → queued, nothing counted; died while rendering in a batch of several
+        → queued without an attempt (any of them may have killed the worker) and marked, so
+        it is claimed alone next time; died while rendering alone → the attempt counts, and
+        after `max_attempts` such crashes the job fails. Jobs with an open Horde request stay
+        reserved for a Horde worker (see `horde_orphan_seconds`).
+        """
+        moved = await self.db.run(self._requeue_expired, self._now(), owner)
         for job_id, old, new in moved:
-            self._transition(job_id, old, new, "lease_expired")
+            self._transition(job_id, old, new, "lease_expired" if owner is None else "taken_back")
         return len(moved)
 
-    def _requeue_expired(self, conn: Connection, now: float) -> list[tuple[int, str, str]]:
+    def _requeue_expired(
+        self, conn: Connection, now: float, owner: str | None = None
+    ) -> list[tuple[int, str, str]]:
         expired = and_(jobs.c.lease_expires_at.is_not(None), jobs.c.lease_expires_at < now)
+        if owner is not None:
+            expired = or_(expired, jobs.c.lease_owner == owner)
         stale = conn.execute(
-            select(jobs.c.id, jobs.c.state, jobs.c.attempts, jobs.c.max_attempts).where(
+            select(
+                jobs.c.id,
+                jobs.c.state,
+                jobs.c.attempts,
+                jobs.c.max_attempts,
+                jobs.c.started_at,
+                jobs.c.batch_size,
+                jobs.c.crashes,
+                jobs.c.lease_expires_at,
+                HAS_PENDING_HORDE.label("horde"),
+            ).where(
                 expired,
                 or_(
                     jobs.c.state.in_((JobState.GENERATING, JobState.REPLYING)),
@@ -447,16 +555,17 @@ class JobQueue:
         moved = []
         for row in stale:
             values: dict[str, Any]
-            if row.state == JobState.GENERATING and row.attempts < row.max_attempts:
-                values = {"state": JobState.QUEUED, "not_before": now + self._backoff(row.attempts)}
+            if row.state == JobState.GENERATING and row.horde:
+                if (row.lease_expires_at or now) + self.settings.horde_orphan_seconds > now:
+                    continue  # a Horde worker resumes the recorded request
+                conn.execute(
+                    update(horde_jobs)
+                    .where(horde_jobs.c.job_id == row.id)
+                    .values(state="returned_local", code="horde_orphaned", updated_at=now)
+                )
+                values = {"state": JobState.QUEUED, "attempts": max(0, row.attempts - 1)}
             elif row.state == JobState.GENERATING:
-                values = {
-                    "state": JobState.FAILED,
-                    "finished_at": now,
-                    "reply_state": ReplyState.PENDING,
-                    "error_code": "generation_failed",
-                    "error_message": "the generator stopped while working on it",
-                }
+                values = self._after_crash(row, now)
             elif row.state == JobState.REPLYING:
                 values = {"state": JobState.GENERATED}
             else:
@@ -468,6 +577,36 @@ class JobQueue:
             )
             moved.append((row.id, row.state, values.get("state", row.state)))
         return moved
+
+    def _after_crash(self, row: Any, now: float) -> dict[str, Any]:
+        """Where a generating job goes when its worker is gone (see requeue_expired)."""
+        base = {"started_at": None, "batch_size": 0}
+        if row.started_at is None:  # claimed (prefetched) but never started
+            return {**base, "state": JobState.QUEUED}
+        crashes = row.crashes + 1
+        if row.batch_size > 1:  # not proven guilty: no attempt, but alone from now on
+            return {
+                **base,
+                "state": JobState.QUEUED,
+                "crashes": crashes,
+                "attempts": max(0, row.attempts - 1),
+            }
+        if row.attempts < row.max_attempts:
+            return {
+                **base,
+                "state": JobState.QUEUED,
+                "crashes": crashes,
+                "not_before": now + self._backoff(row.attempts),
+            }
+        return {
+            **base,
+            "state": JobState.FAILED,
+            "crashes": crashes,
+            "finished_at": now,
+            "reply_state": ReplyState.PENDING,
+            "error_code": "generation_failed",
+            "error_message": f"the generator stopped {crashes} times while working on it",
+        }
 
     # ------------------------------------------------------------------ reply side
     async def claim_replies(
@@ -688,6 +827,8 @@ class JobQueue:
                 conn.execute(select(images.c.path).where(images.c.job_id == job_id)).scalars()
             )
             conn.execute(delete(images).where(images.c.job_id == job_id))
+            self.image_store.delete(conn, [job_id])
+            conn.execute(delete(horde_jobs).where(horde_jobs.c.job_id == job_id))
             clock = conn.execute(
                 select(func.coalesce(func.min(jobs.c.fair_seq), 0)).where(IS_QUEUED)
             ).scalar_one()
@@ -697,6 +838,8 @@ class JobQueue:
                 .values(
                     state=JobState.QUEUED,
                     attempts=0,
+                    crashes=0,
+                    started_at=None,
                     reply_attempts=0,
                     fair_seq=clock,
                     not_before=0.0,
@@ -713,8 +856,7 @@ class JobQueue:
         old = await self.db.run(_retry)
         if old is None:
             return False
-        for path in old_paths:
-            Path(path).unlink(missing_ok=True)
+        await asyncio.to_thread(remove_legacy_files, old_paths)
         self._transition(job_id, old, JobState.QUEUED, "retry")
         return True
 
@@ -744,6 +886,23 @@ class JobQueue:
 
         await self.db.run(_update)
 
+    async def add_notice(self, job_id: int, code: str, text: str) -> None:
+        """A sentence for the job's reply (e.g. the Horde censored some of its images): kept
+        in params["notices"], which compose_result appends to the reply text."""
+
+        def _add(conn: Connection) -> None:
+            current = conn.execute(select(jobs.c.params).where(jobs.c.id == job_id)).scalar()
+            params = dict(current or {})
+            notices = [n for n in params.get("notices", []) if n.get("code") != code]
+            params["notices"] = [*notices, {"code": code, "text": text}]
+            conn.execute(
+                update(jobs)
+                .where(jobs.c.id == job_id)
+                .values(params=params, updated_at=self._now())
+            )
+
+        await self.db.run(_add)
+
     async def get(self, job_id: int) -> Row[Any] | None:
         return await self.db.run(
             lambda conn: conn.execute(select(jobs).where(jobs.c.id == job_id)).first()
@@ -771,6 +930,18 @@ class JobQueue:
     async def images(self, job_id: int) -> list[Row[Any]]:
         query = select(images).where(images.c.job_id == job_id).order_by(images.c.index)
         return await self.db.run(lambda conn: list(conn.execute(query).all()))
+
+    async def image_bytes(self, job_id: int, rows: Sequence[Any]) -> dict[int, bytes]:
+        """The PNG bytes of these image rows of a job, by index, from the image store (or,
+        for images made before the store, from their file when this process can read it)."""
+        indexes = [int(r.index) for r in rows]
+        found = await self.db.run(lambda conn: self.image_store.get(conn, job_id, indexes))
+        for r in rows:
+            if int(r.index) not in found:
+                legacy = await asyncio.to_thread(read_legacy_file, str(r.path))
+                if legacy is not None:
+                    found[int(r.index)] = legacy
+        return found
 
     async def stats(self) -> dict[str, int]:
         def _stats(conn: Connection) -> dict[str, int]:
@@ -801,35 +972,173 @@ class JobQueue:
             jobs.c.state.in_(JobState.PURGEABLE),
         )
 
-        def _purge(conn: Connection) -> tuple[list[int], list[str]]:
+        def _purge(conn: Connection) -> tuple[list[int], list[str], int]:
             ids = list(conn.execute(select(jobs.c.id).where(old)).scalars())
             if not ids:
-                return [], []
+                return [], [], 0
             paths = list(
                 conn.execute(select(images.c.path).where(images.c.job_id.in_(ids))).scalars()
             )
+            stored = self.image_store.delete(conn, ids)
             conn.execute(delete(images).where(images.c.job_id.in_(ids)))
+            conn.execute(delete(horde_jobs).where(horde_jobs.c.job_id.in_(ids)))
             conn.execute(delete(jobs).where(jobs.c.id.in_(ids)))
-            return ids, paths
+            return ids, paths, stored
 
-        ids, paths = await self.db.run(_purge)
-        removed = 0
-        for path in paths:
-            file = Path(path)
-            if file.exists():
-                file.unlink()
-                removed += 1
-            parent = file.parent
-            if parent.exists() and not any(parent.iterdir()):
-                parent.rmdir()
+        ids, paths, stored = await self.db.run(_purge)
+        removed = stored + await asyncio.to_thread(remove_legacy_files, paths)
         if ids:
             log.info(
-                "purged %d jobs and %d image files older than %.0fs",
+                "purged %d jobs and %d images older than %.0fs",
                 len(ids),
                 removed,
                 older_than_seconds,
             )
         return len(ids), removed
+
+    # ------------------------------------------------------------------ Horde side
+    async def claim_for_horde(
+        self,
+        worker_id: str,
+        max_jobs: int,
+        lease_seconds: float,
+        eligible: Callable[[Row[Any]], bool],
+    ) -> list[Row[Any]]:
+        """Jobs for a Horde worker, each started at once (one attempt each): first any job
+        whose Horde request is open but whose worker is gone (its lease ran out) — resuming
+        polls the recorded request, it never submits again — then queued jobs of any batch
+        key in claim order, never one handed back to the local queue (`returned_local`) nor
+        one `eligible` rejects."""
+        claimed = await self.db.run(
+            self._claim_for_horde, worker_id, max_jobs, lease_seconds, self._now(), eligible
+        )
+        for row in claimed:
+            self._transition(row.id, JobState.QUEUED, JobState.GENERATING, worker=worker_id)
+        return claimed
+
+    def _claim_for_horde(
+        self,
+        conn: Connection,
+        worker_id: str,
+        max_jobs: int,
+        lease: float,
+        now: float,
+        eligible: Callable[[Row[Any]], bool],
+    ) -> list[Row[Any]]:
+        if max_jobs <= 0:
+            return []
+        orphans = (
+            select(jobs.c.id)
+            .where(
+                IS_GENERATING,
+                HAS_PENDING_HORDE,
+                jobs.c.lease_expires_at < now,  # its own ones a worker resumes via load_pending
+            )
+            .order_by(jobs.c.id)
+            .limit(max_jobs)
+        )
+        if self._pg:
+            orphans = orphans.with_for_update(skip_locked=True, of=jobs)
+        adopted = list(conn.execute(orphans).scalars())
+        out: list[Row[Any]] = []
+        if adopted:
+            out += conn.execute(
+                update(jobs)
+                .where(jobs.c.id.in_(adopted), IS_GENERATING)
+                .values(lease_owner=worker_id, lease_expires_at=now + lease, updated_at=now)
+                .returning(*CLAIM_COLUMNS)
+            ).all()
+        free = max_jobs - len(out)
+        if free <= 0:
+            return out
+        candidates = (
+            select(*CLAIM_COLUMNS)
+            .where(IS_QUEUED, jobs.c.not_before <= now, ~RETURNED_LOCAL)
+            .order_by(*CLAIM_ORDER)
+            .limit(free * 8)
+        )
+        if self._pg:
+            candidates = candidates.with_for_update(skip_locked=True, of=jobs)
+        rows = conn.execute(candidates).all()
+        cap = self.settings.per_requester_in_flight
+        in_flight = self._in_flight(conn, {r.requester for r in rows}, now)
+        chosen: list[int] = []
+        for row in rows:
+            if in_flight[row.requester] >= cap or not eligible(row):
+                continue
+            in_flight[row.requester] += 1
+            chosen.append(row.id)
+            if len(chosen) == free:
+                break
+        if chosen:
+            out += conn.execute(
+                update(jobs)
+                .where(jobs.c.id.in_(chosen), IS_QUEUED)
+                .values(
+                    state=JobState.GENERATING,
+                    lease_owner=worker_id,
+                    lease_expires_at=now + lease,
+                    started_at=now,
+                    attempts=jobs.c.attempts + 1,
+                    batch_size=1,
+                    updated_at=now,
+                )
+                .returning(*CLAIM_COLUMNS)
+            ).all()
+        return out
+
+    async def worker_seen(self, worker_id: str, kind: str, host: str = "") -> None:
+        """Record that a generator worker is alive (at claims and heartbeats)."""
+        now = self._now()
+
+        def _seen(conn: Connection) -> None:
+            if conn.execute(
+                update(workers).where(workers.c.id == worker_id).values(kind=kind, last_seen_at=now)
+            ).rowcount:
+                return
+            ins = (postgresql.insert if self._pg else sqlite.insert)(workers).values(
+                id=worker_id, kind=kind, host=host, started_at=now, last_seen_at=now
+            )
+            conn.execute(
+                ins.on_conflict_do_update(
+                    index_elements=["id"], set_={"kind": kind, "last_seen_at": now}
+                )
+            )
+
+        await self.db.run(_seen)
+
+    async def overflow_signals(
+        self, window_seconds: float = 600.0
+    ) -> tuple[int, float | None, float | None]:
+        """(images queued, recent local images/s, seconds since a local worker was last
+        seen): the inputs of the Horde overflow rule (generator.horde.overflow)."""
+        now = self._now()
+
+        def _signals(conn: Connection) -> tuple[int, float | None, float | None]:
+            queued = conn.execute(
+                select(func.coalesce(func.sum(jobs.c.n), 0)).where(IS_QUEUED, ~RETURNED_LOCAL)
+            ).scalar_one()
+            local = conn.execute(
+                select(func.max(workers.c.last_seen_at), func.min(workers.c.started_at)).where(
+                    workers.c.kind == "local", workers.c.last_seen_at >= now - window_seconds
+                )
+            ).one()
+            since = None if local[0] is None else max(0.0, now - float(local[0]))
+            rate = None
+            if local[1] is not None:
+                horde_done = exists().where(
+                    horde_jobs.c.job_id == jobs.c.id, horde_jobs.c.state == "done"
+                )
+                made = conn.execute(
+                    select(func.coalesce(func.sum(jobs.c.n), 0)).where(
+                        jobs.c.generated_at >= now - window_seconds, ~horde_done
+                    )
+                ).scalar_one()
+                span = max(60.0, min(window_seconds, now - float(local[1])))
+                rate = int(made) / span if made else None
+            return int(queued), rate, since
+
+        return await self.db.run(_signals)
 
     # ------------------------------------------------------------------ logging
     def _transition(
@@ -885,6 +1194,7 @@ class _Statements:
                 "generation_seconds",
                 "lease_owner",
                 "lease_expires_at",
+                "started_at",
                 "reply_remote_id",
                 "reply_url",
             )
@@ -904,9 +1214,11 @@ class _Statements:
             jobs.c.remote_id == bindparam("remote_id"),
         )
         ready = and_(IS_QUEUED, jobs.c.not_before <= bindparam("now"))
+        # An expired lease is a dead worker's: its jobs do not hold their requester back.
+        live = and_(IS_GENERATING, jobs.c.lease_expires_at >= bindparam("now"))
         capped = (
             select(jobs.c.requester)
-            .where(IS_GENERATING)
+            .where(live)
             .group_by(jobs.c.requester)
             .having(func.count() >= bindparam("cap"))
         )
@@ -917,7 +1229,7 @@ class _Statements:
             .limit(1)
         )
         candidates = (
-            select(jobs.c.id, jobs.c.requester, jobs.c.n)
+            select(jobs.c.id, jobs.c.requester, jobs.c.n, jobs.c.crashes)
             .where(ready, jobs.c.batch_key == bindparam("key"))
             .order_by(*CLAIM_ORDER)
             .limit(bindparam("limit", type_=Integer))
@@ -932,16 +1244,15 @@ class _Statements:
                 state=JobState.GENERATING,
                 lease_owner=bindparam("worker"),
                 lease_expires_at=bindparam("expires"),
-                attempts=jobs.c.attempts + 1,
+                started_at=None,
+                batch_size=bindparam("size", type_=Integer),
                 updated_at=bindparam("now"),
             )
             .returning(*CLAIM_COLUMNS)
         )
         # All generating jobs (few: workers × batch), not `requester IN (…)`: the planner
         # would pick the full requester index and visit every job those people ever sent.
-        in_flight = (
-            select(jobs.c.requester, func.count()).where(IS_GENERATING).group_by(jobs.c.requester)
-        )
+        in_flight = select(jobs.c.requester, func.count()).where(live).group_by(jobs.c.requester)
         complete = (
             update(jobs)
             .where(

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import socket
+from pathlib import Path
 from typing import Any
 
 from fedibot.ops import metrics
 from fedibot.queue.jobs import JobQueue
+from generator.config import GeneratorConfig
+from generator.horde.overflow import OverflowSignals
+from generator.horde.payload import ineligible
 from generator.types import INTERRUPTED, GenerationError, GenerationRequest, JobResult
 
 log = logging.getLogger("fedibot.worker")
@@ -28,26 +35,94 @@ def request_from_row(row: Any) -> GenerationRequest:
 
 
 class QueueWorkSource:
-    """Claims compatible batches from the SQL queue; records images and errors there."""
+    """Claims compatible batches from the SQL queue; records images and errors there.
 
-    def __init__(self, queue: JobQueue) -> None:
+    Every process that claims also returns expired leases to the queue (at most every
+    `sweep_seconds`), and its first claim under a worker id takes back at once whatever that
+    id held before a restart. The PNGs the generator wrote are moved into the queue's image
+    store with the completion (then deleted here), so any machine can post them.
+    """
+
+    def __init__(
+        self,
+        queue: JobQueue,
+        *,
+        kind: str = "local",
+        sweep_seconds: float = 5.0,
+        config: GeneratorConfig | None = None,
+    ) -> None:
         self.queue = queue
+        self.kind = kind
+        self.sweep_seconds = sweep_seconds
+        self.config = config  # needed by claim_for_horde (which jobs the Horde can take)
+        self._recovered: set[str] = set()
+        self._next_sweep = float("-inf")
+        self._next_seen = float("-inf")
+
+    async def _housekeeping(self, worker_id: str) -> None:
+        now = self.queue.settings.clock()
+        try:
+            if worker_id not in self._recovered:
+                taken = await self.queue.requeue_expired(owner=worker_id)
+                self._recovered.add(worker_id)
+                if taken:
+                    log.info("took back %d jobs this worker held before a restart", taken)
+            if now >= self._next_sweep:
+                self._next_sweep = now + self.sweep_seconds
+                await self.queue.requeue_expired()
+            if now >= self._next_seen:
+                self._next_seen = now + self.sweep_seconds
+                await self.queue.worker_seen(worker_id, self.kind, socket.gethostname())
+        except Exception:  # never let housekeeping stop the claims
+            log.exception("returning expired leases failed")
 
     async def claim(
         self, worker_id: str, max_batch: int, lease_seconds: float
     ) -> list[GenerationRequest]:
+        await self._housekeeping(worker_id)
         rows = await self.queue.claim(worker_id, max_batch, lease_seconds, max_images=max_batch)
         return [request_from_row(row) for row in rows]
 
+    async def start(self, worker_id: str, job_ids: list[int]) -> None:
+        """Rendering begins: the jobs count an attempt now (not at the claim)."""
+        await self.queue.start(worker_id, job_ids)
+
     async def heartbeat(self, worker_id: str, job_ids: list[int], lease_seconds: float) -> None:
         await self.queue.heartbeat(worker_id, job_ids, lease_seconds)
+        now = self.queue.settings.clock()
+        if now >= self._next_seen:
+            self._next_seen = now + self.sweep_seconds
+            await self.queue.worker_seen(worker_id, self.kind, socket.gethostname())
+
+    async def claim_for_horde(
+        self, worker_id: str, max_jobs: int, lease_seconds: float
+    ) -> list[GenerationRequest]:
+        """Jobs the Horde can take (see JobQueue.claim_for_horde)."""
+        config = self.config
+        if config is None:
+            raise RuntimeError("QueueWorkSource needs the generator config for the Horde")
+        await self._housekeeping(worker_id)
+
+        def eligible(row: Any) -> bool:
+            return ineligible(config, request_from_row(row)) is None
+
+        rows = await self.queue.claim_for_horde(worker_id, max_jobs, lease_seconds, eligible)
+        return [request_from_row(row) for row in rows]
+
+    async def signals(self) -> OverflowSignals:
+        """The overflow rule's inputs, from the database (all machines together)."""
+        queued, rate, since = await self.queue.overflow_signals()
+        return OverflowSignals(queued, rate, since)
 
     async def complete(self, worker_id: str, result: JobResult) -> None:
+        files = [Path(image.path) for image in result.images]
+        blobs = await asyncio.to_thread(lambda: [f.read_bytes() for f in files])
         rows = [
             {
                 "index": image.index,
                 "seed": image.seed,
                 "path": str(image.path),
+                "data": blob,
                 "width": image.width,
                 "height": image.height,
                 "flagged": image.safety.flagged,
@@ -57,17 +132,22 @@ class QueueWorkSource:
                     "flagged": image.safety.flagged,
                 },
             }
-            for image in result.images
+            for image, blob in zip(result.images, blobs, strict=True)
         ]
         summary = {
             "flagged": any(image.safety.flagged for image in result.images),
             "classifier": result.images[0].safety.classifier if result.images else "none",
         }
         metrics.GENERATION_SECONDS.observe(result.seconds)
-        if not await self.queue.complete(
-            worker_id, result.job_id, rows, generation_seconds=result.seconds, safety=summary
-        ):
-            log.warning("job %s finished after its lease was lost; result dropped", result.job_id)
+        try:
+            if not await self.queue.complete(
+                worker_id, result.job_id, rows, generation_seconds=result.seconds, safety=summary
+            ):
+                log.warning(
+                    "job %s finished after its lease was lost; result dropped", result.job_id
+                )
+        finally:
+            await asyncio.to_thread(_remove, files)
 
     async def fail(self, worker_id: str, job_id: int, error: GenerationError) -> None:
         if error.code == INTERRUPTED:
@@ -76,3 +156,12 @@ class QueueWorkSource:
         await self.queue.fail(
             worker_id, job_id, error.code, error.message, retryable=error.retryable
         )
+
+
+def _remove(files: list[Path]) -> None:
+    """The generator's PNG files, once their bytes are in the image store (or dropped)."""
+    for file in files:
+        file.unlink(missing_ok=True)
+    for folder in {f.parent for f in files}:
+        with contextlib.suppress(OSError):
+            folder.rmdir()  # only when empty

@@ -18,6 +18,8 @@ MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 _REVISION = re.compile(
     r"^(down_revision|revision)\s*(?::[^=]*)?=\s*['\"]?([\w-]+|None)['\"]?", re.MULTILINE
 )
+# pg_advisory_xact_lock key of schema upgrades ("fedibot" in ASCII, as a bigint).
+MIGRATION_LOCK_KEY = 0x6665646962_6F74
 
 
 def alembic_config() -> Config:
@@ -29,8 +31,12 @@ def alembic_config() -> Config:
 
 
 def upgrade_blocking(db: Database, revision: str = "head") -> None:
-    """Bring the schema to `revision`. Alembic (slow to import) is loaded only when the
-    database is not at the head already: admin commands stay quick."""
+    """Bring the schema to `revision`, in one transaction under a lock, so processes
+    starting together migrate one at a time (the others then find the schema at head and do
+    nothing): PostgreSQL takes a transaction advisory lock first; SQLite's transactions here
+    begin with `BEGIN IMMEDIATE`, its write lock (see fedibot.storage.database), held until
+    the migration commits. Alembic (slow to import) is loaded only when the database is not
+    at the head already: admin commands stay quick."""
     if revision == "head":
         head = script_head()
         if head is not None and stored_revision(db) == head:
@@ -39,6 +45,8 @@ def upgrade_blocking(db: Database, revision: str = "head") -> None:
 
     cfg = alembic_config()
     with db.engine.begin() as conn:
+        if not db.is_sqlite:
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
 

@@ -16,6 +16,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Table,
     Text,
@@ -108,8 +109,15 @@ class Job(Base):
     request: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # the Mention
     visibility: Mapped[str] = mapped_column(String(16), default="direct")
 
+    # Generations started (counted when rendering starts, not at the claim): a claimed job
+    # that never started, or one that died with its worker in a batch, costs no attempt.
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     max_attempts: Mapped[int] = mapped_column(Integer, default=3)
+    # Times a worker died (lease expired, or taken back by its restart) while rendering this
+    # job; a job that crashed once is claimed alone afterwards (poison isolation).
+    crashes: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    started_at: Mapped[float | None] = mapped_column(Float, nullable=True)  # this lease's render
+    batch_size: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     lease_owner: Mapped[str | None] = mapped_column(String(128), nullable=True)
     lease_expires_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     not_before: Mapped[float] = mapped_column(Float, default=0.0)
@@ -226,11 +234,64 @@ class JobImage(Base):
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
     index: Mapped[int] = mapped_column(Integer)
     seed: Mapped[int] = mapped_column(BigInteger)
+    # Where the PNG is: "db:<job>/<index>" for the database ImageStore (fedibot.storage.images);
+    # a file path for images made before images moved into the database.
     path: Mapped[str] = mapped_column(Text)
     width: Mapped[int] = mapped_column(Integer)
     height: Mapped[int] = mapped_column(Integer)
     flagged: Mapped[bool] = mapped_column(Boolean, default=False)
     safety: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class JobImageData(Base):
+    """The PNG bytes of one image (the database ImageStore): any process on any machine can
+    read what any worker made."""
+
+    __tablename__ = "job_image_data"
+
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    size: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class HordeJob(Base):
+    """The durable record of a job's latest AI Horde attempt (generator.horde.store)."""
+
+    __tablename__ = "horde_jobs"
+
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    state: Mapped[str] = mapped_column(
+        String(16)
+    )  # submitting|submitted|done|returned_local|failed
+    horde_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    submissions: Mapped[int] = mapped_column(Integer, default=0)
+    submitted_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    code: Mapped[str] = mapped_column(String(128), default="")
+    updated_at: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (
+        Index(
+            "ix_horde_jobs_pending",
+            "job_id",
+            sqlite_where=text("state IN ('submitting', 'submitted')"),
+            postgresql_where=text("state IN ('submitting', 'submitted')"),
+        ),
+    )
+
+
+class WorkerSeen(Base):
+    """Generator workers by their stable id, and when each last claimed or heartbeat (the
+    Horde overflow rule asks how long ago a local worker was alive)."""
+
+    __tablename__ = "workers"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # local | horde
+    host: Mapped[str] = mapped_column(String(255), default="")
+    started_at: Mapped[float] = mapped_column(Float)
+    last_seen_at: Mapped[float] = mapped_column(Float)
 
 
 class Cursor(Base):

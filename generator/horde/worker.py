@@ -162,13 +162,13 @@ class HordeWorker:
             await self.store.record_done(req.job_id, FAILED, result.code)
             self.outcomes[req.job_id] = result.code
             return
+        if self.on_notice is not None:  # before complete: the reply may go out right after
+            for code in out.notices:
+                await self.on_notice(req.job_id, code, codes.CODES[code].reply)
         await self.source.complete(self.worker_id, result)
         notice = ",".join(out.notices)
         await self.store.record_done(req.job_id, DONE, notice)
         self.outcomes[req.job_id] = "done"
-        if self.on_notice is not None:
-            for code in out.notices:
-                await self.on_notice(req.job_id, code, codes.CODES[code].reply)
 
     @property
     def _local(self) -> bool:

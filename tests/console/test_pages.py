@@ -10,6 +10,7 @@ from PIL import Image
 from sqlalchemy import insert, select
 
 from fedibot.moderation.allowlist import audit_t, bans_t, fediseer_t, overrides_t
+from fedibot.queue.jobs import images as images_t
 from fedibot.queue.jobs import jobs
 from fedibot.queue.review import DISCARD_REASONS
 from tests.console.conftest import NOW
@@ -391,3 +392,28 @@ async def test_static_files_are_served(console) -> None:
     css = await console.client.get("/static/console.css")
     assert css.status == 200 and "fedibot console" in await css.text()
     assert (await console.client.get("/static/console.js")).status == 200
+
+
+async def test_images_kept_in_the_database_are_served_and_deleted_with_a_discard(
+    signed_in,
+) -> None:
+    from fedibot.storage.images import DatabaseImageStore, db_location
+
+    c = signed_in
+    job_id = await c.seed.job(state="withheld", flagged=True)
+    [row] = await c.ctx.queue.images(job_id)
+    data = Path(row.path).read_bytes()
+    Path(row.path).unlink()  # the image lives only in the database, as a worker stores it
+
+    def move_into_store(conn) -> None:
+        DatabaseImageStore().put(conn, job_id, 0, data)
+        conn.execute(
+            images_t.update().where(images_t.c.job_id == job_id).values(path=db_location(job_id, 0))
+        )
+
+    await c.ctx.db.run(move_into_store)
+    full = await c.client.get(f"/jobs/{job_id}/images/0")
+    assert full.status == 200 and await full.read() == data
+    await c.post(f"/review/{job_id}/discard", {"reason": "rules"})
+    stored = await c.ctx.db.run(lambda conn: DatabaseImageStore().get(conn, job_id, [0]))
+    assert stored == {}

@@ -3,8 +3,6 @@ private message; help, bad options and #nobot requesters (both API versions)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import aiohttp
 import pytest
 
@@ -41,6 +39,7 @@ async def test_mention_gets_one_comment_reply_with_uploaded_images_and_alt_text(
     images = await app.queue.images(job.id)
     embedded = embedded_images(reply["content"])
     assert len(images) == 2 and len(embedded) == 2
+    stored = await app.queue.image_bytes(job.id, images)
     async with aiohttp.ClientSession() as http:
         for row, (alt, url, is_image) in zip(images, embedded, strict=True):
             assert is_image
@@ -49,7 +48,7 @@ async def test_mention_gets_one_comment_reply_with_uploaded_images_and_alt_text(
             assert uploaded_name(fake, url) in fake.images  # really uploaded to pict-rs
             async with http.get(url) as resp:  # and served back: the very PNG generated
                 assert resp.status == 200
-                assert await resp.read() == Path(row.path).read_bytes()
+                assert await resp.read() == stored[row.index]
     assert len(fake.images) == 2
     await eventually(lambda: all_read(fake))
 
