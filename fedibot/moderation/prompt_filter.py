@@ -37,6 +37,7 @@ from fedibot.config.prompt import PromptFilterConfig
 from fedibot.moderation.guard import Lexicon, default_lexicon, judge, load_lexicon
 from fedibot.moderation.guard import mentions_minor as _mentions_minor
 from fedibot.moderation.guard.judge import REASONS, RULE_SEXUAL
+from fedibot.moderation.guard.normalize import join_single_letters, split_chunks
 
 # --- normalisation -------------------------------------------------------------------------
 
@@ -140,53 +141,6 @@ class Normalised:
     variants: tuple[Variant, ...]
 
 
-def _split_chunks(base: str) -> tuple[list[str], list[str] | None]:
-    """Words split at any punctuation, and (None when identical) with the punctuation
-    inside a word removed instead ('n.u.d.e' -> 'nude', 'nu-de' -> 'nude')."""
-    split: list[str] = []
-    inner: list[str] = []
-    differs = False
-    for chunk in base.split():
-        if chunk.isalnum():  # the common case: a plain word
-            split.append(chunk)
-            inner.append(chunk)
-            continue
-        chunk = chunk.translate(_SYMBOLS)
-        if "!" in chunk or "|" in chunk:
-            chunk = _BETWEEN_LETTERS_I.sub("i", chunk)
-        parts = [part for part in _NON_WORD.split(chunk) if part]
-        split.extend(parts)
-        joined = _INNER_PUNCT.sub("", chunk)
-        if joined == chunk:
-            inner.extend(parts)
-        else:
-            differs = True
-            inner.extend(part for part in _NON_WORD.split(joined) if part)
-    return split, (inner if differs else None)
-
-
-def _join_single_letters(tokens: list[str]) -> tuple[list[str], set[int]]:
-    """'n u d e' -> 'nude'; returns the tokens and the indices of the joined ones."""
-    if not _SINGLE_RUN.search(" ".join(tokens)):
-        return tokens, set()
-    out: list[str] = []
-    spaced: set[int] = set()
-    run: list[str] = []
-    for token in [*tokens, ""]:
-        if len(token) == 1:
-            run.append(token)
-            continue
-        if len(run) >= 2:
-            spaced.add(len(out))
-            out.append("".join(run))
-        else:
-            out.extend(run)
-        run = []
-        if token:
-            out.append(token)
-    return out, spaced
-
-
 def _variant(tokens: list[str], spaced: set[int], table: dict[int, int]) -> Variant:
     words = tuple(t if t.isalpha() or t.isdigit() else t.translate(table) for t in tokens)
     return Variant(words, tuple(map(_skeleton, words)), frozenset(spaced))
@@ -195,13 +149,13 @@ def _variant(tokens: list[str], spaced: set[int], table: dict[int, int]) -> Vari
 def normalise(text: str) -> Normalised:
     """All readings of `text` the matcher looks at (see the module docstring)."""
     base = _base(text)
-    split, inner = _split_chunks(base)
+    split, inner = split_chunks(base)
     variants: list[Variant] = []
     seen: set[tuple[str, ...]] = set()
     for tokens in (split, inner):
         if tokens is None:
             continue
-        tokens, spaced = _join_single_letters(tokens)
+        tokens, spaced = join_single_letters(tokens)
         candidates = [_variant(tokens, spaced, _LEET_DIGITS)]
         if "1" in base and any("1" in t and not t.isdigit() for t in tokens):
             candidates.append(_variant(tokens, spaced, _LEET_DIGITS_L))

@@ -211,7 +211,7 @@ class Normalised:
         return self.readings[0].text if self.readings else ""
 
 
-def _split_chunks(text: str) -> tuple[list[str], list[str] | None]:
+def split_chunks(text: str) -> tuple[list[str], list[str] | None]:
     """Words split at any punctuation, and (None when identical) with the punctuation
     inside a word removed instead ('n.u.d.e' -> 'nude', 'nu-de' -> 'nude')."""
     split: list[str] = []
@@ -236,7 +236,7 @@ def _split_chunks(text: str) -> tuple[list[str], list[str] | None]:
     return split, (inner if differs else None)
 
 
-def _join_single_letters(words: list[str]) -> tuple[list[str], set[int]]:
+def join_single_letters(words: list[str]) -> tuple[list[str], set[int]]:
     """'n u d e' -> 'nude'; returns the words and the indices of the joined ones."""
     if not _SINGLE_RUN.search(" ".join(words)):
         return words, set()
@@ -293,13 +293,13 @@ def words_of(term: str) -> tuple[str, ...]:
 def normalize(text: str) -> Normalised:
     """All readings of `text` the matcher looks at (see the module docstring)."""
     folded = fold(text)
-    split, inner = _split_chunks(folded)
+    split, inner = split_chunks(folded)
     readings: list[Reading] = []
     seen: set[tuple[str, ...]] = set()
     for words in (split, inner):
         if words is None:
             continue
-        words, spaced = _join_single_letters(words)
+        words, spaced = join_single_letters(words)
         candidates = [_reading(words, spaced, _LEET_I)]
         if any(_DIGITS_THEN_LETTERS.match(w) for w in words):  # '12yo', '1boy' -> '12 yo'
             split_digits = [p for w in words for p in _DIGITS_THEN_LETTERS.sub(r"\1 \2", w).split()]
