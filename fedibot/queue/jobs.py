@@ -58,6 +58,7 @@ from fedibot.storage.models import (
     HordeJob,
     Job,
     JobImage,
+    JobInput,
     JobState,
     ReplyState,
     WorkerSeen,
@@ -70,6 +71,7 @@ jobs = table_of(Job)
 images = table_of(JobImage)
 horde_jobs = table_of(HordeJob)
 workers = table_of(WorkerSeen)
+inputs = table_of(JobInput)
 HORDE_PENDING = ("submitting", "submitted")
 
 CLAIM_ORDER = (jobs.c.fair_seq, jobs.c.priority.desc(), jobs.c.id)
@@ -151,6 +153,21 @@ class NewJob:
     error_message: str | None = None
     reply_state: str = ReplyState.NONE
     max_attempts: int | None = None
+    mode: str = "txt2img"  # txt2img | qr | img2img (the batch key's mode)
+    strength: float | None = None  # img2img only
+    picture: PictureInput | None = None  # img2img: stored in job_inputs with the job
+
+
+@dataclass(frozen=True)
+class PictureInput:
+    """The checked picture an image-to-image job starts from (see fedibot/intake/pictures)."""
+
+    data: bytes
+    mime_type: str
+    width: int
+    height: int
+    alt_text: str = ""
+    source_url: str = ""
 
 
 @dataclass(frozen=True)
@@ -159,9 +176,45 @@ class EnqueueResult:
     created: bool
 
 
-def batch_key(model: str, width: int, height: int, steps: int, guidance: float) -> str:
-    """Jobs with the same key can share one pipeline call."""
-    return f"{model}|{width}x{height}|{steps}|{guidance:g}"
+def batch_key(
+    model: str,
+    width: int,
+    height: int,
+    steps: int,
+    guidance: float,
+    mode: str = "txt2img",
+    strength: float | None = None,
+) -> str:
+    """Jobs with the same key can share one pipeline call (the generator's
+    `GenerationRequest.batch_key` as a string). Plain text-to-image keeps the short form of
+    earlier versions; QR art ends in `|qr`, image-to-image in `|img2img@<strength>`, so they
+    never share a batch with plain jobs (nor img2img jobs of different strengths)."""
+    key = f"{model}|{width}x{height}|{steps}|{guidance:g}"
+    if mode == "img2img":
+        return f"{key}|img2img@{float(strength or 0.0):g}"
+    if mode == "qr":
+        return f"{key}|qr"
+    return key
+
+
+def key_mode(key: str | None) -> str:
+    """The mode a `batch_key` string was made for: txt2img, qr or img2img."""
+    tail = (key or "").split("|")[4:]
+    if not tail:
+        return "txt2img"
+    return "img2img" if tail[0].startswith("img2img") else tail[0]
+
+
+def options_mode(options: Any) -> str:
+    """txt2img, qr or img2img for a job's options (a dict or an object with attributes):
+    img2img when a picture comes with it, qr when it holds a QR text."""
+
+    def get(name: str) -> Any:
+        return options.get(name) if isinstance(options, dict) else getattr(options, name, None)
+
+    if get("picture"):
+        return "img2img"
+    return "qr" if get("qr") is not None else "txt2img"
 
 
 def backoff_seconds(attempt: int, base: float, cap: float) -> float:
@@ -222,7 +275,9 @@ class JobQueue:
             "requester_domain": job.requester_domain,
             "state": job.state,
             "priority": job.priority,
-            "batch_key": batch_key(job.model, job.width, job.height, job.steps, job.guidance),
+            "batch_key": batch_key(
+                job.model, job.width, job.height, job.steps, job.guidance, job.mode, job.strength
+            ),
             "prompt": job.prompt,
             "negative_prompt": job.negative_prompt,
             "model": job.model,
@@ -251,9 +306,45 @@ class JobQueue:
         }
         new_id = self._insert(conn, params)
         if new_id is not None:
+            if job.picture is not None:
+                self._store_picture(conn, int(new_id), job.picture, now)
             return EnqueueResult(int(new_id), created=True)
         existing = conn.execute(self._stmts.find_remote, params).scalar_one()
         return EnqueueResult(int(existing), created=False)
+
+    @staticmethod
+    def _store_picture(conn: Connection, job_id: int, picture: PictureInput, now: float) -> None:
+        conn.execute(delete(inputs).where(inputs.c.job_id == job_id))
+        conn.execute(
+            insert(inputs).values(
+                job_id=job_id,
+                data=picture.data,
+                mime_type=picture.mime_type,
+                width=picture.width,
+                height=picture.height,
+                size=len(picture.data),
+                alt_text=picture.alt_text,
+                source_url=picture.source_url,
+                created_at=now,
+            )
+        )
+
+    async def job_options(self, job_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+        """`params["options"]` of these jobs (a claim leaves the JSON columns out)."""
+
+        def _read(conn: Connection) -> dict[int, dict[str, Any]]:
+            rows = conn.execute(select(jobs.c.id, jobs.c.params).where(jobs.c.id.in_(job_ids)))
+            return {int(r.id): dict((r.params or {}).get("options") or {}) for r in rows}
+
+        return await self.db.run(_read) if job_ids else {}
+
+    async def picture(self, job_id: int) -> Row[Any] | None:
+        """The stored input picture of an image-to-image job (job_inputs row) or None."""
+
+        def _read(conn: Connection) -> Row[Any] | None:
+            return conn.execute(select(inputs).where(inputs.c.job_id == job_id)).first()
+
+        return await self.db.run(_read)
 
     def _insert(self, conn: Connection, params: dict[str, Any]) -> int | None:
         """The enqueue INSERT, compiled once and run on the driver directly: SQLAlchemy's
@@ -982,6 +1073,7 @@ class JobQueue:
             stored = self.image_store.delete(conn, ids)
             conn.execute(delete(images).where(images.c.job_id.in_(ids)))
             conn.execute(delete(horde_jobs).where(horde_jobs.c.job_id.in_(ids)))
+            conn.execute(delete(inputs).where(inputs.c.job_id.in_(ids)))
             conn.execute(delete(jobs).where(jobs.c.id.in_(ids)))
             return ids, paths, stored
 
