@@ -830,6 +830,7 @@ class MastodonAdapter:
                 bot_account_id=bot_id,
                 local_domain=self.local_domain,
                 notification_id=notification_id,
+                api_host=domain_of(self.config.base_url),
             )
         except Exception:  # a malformed entity must not stop everything behind it
             log.exception("%s: cannot read status %r", self.name, status.get("id"))

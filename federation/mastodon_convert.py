@@ -171,6 +171,7 @@ def status_to_mention(
     bot_account_id: str,
     local_domain: str,
     notification_id: str | None = None,
+    api_host: str | None = None,
 ) -> Mention | None:
     """A status addressed to the bot → `Mention`; None for boosts and the bot's own posts.
 
@@ -215,7 +216,10 @@ def status_to_mention(
         edited_at=_aware(status.get("edited_at")),
         context=context,
         attachments=to_attachments(status),
-        media_hosts=tuple(dict.fromkeys(h for h in (local_domain.lower(), author.domain) if h)),
+        # the server the bot talks to (its API host and its domain) and the requester's home
+        media_hosts=tuple(
+            dict.fromkeys(h for h in (api_host, local_domain.lower(), author.domain) if h)
+        ),
     )
 
 
