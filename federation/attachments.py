@@ -111,7 +111,8 @@ async def fetch_attachment(
     if attachment.kind not in ("image", ""):
         raise AttachmentError(
             PICTURE_WRONG_TYPE,
-            f"the attachment is a {attachment.kind}; send a PNG, JPEG or WebP picture",
+            f"the attachment is not a picture ({attachment.kind}); "
+            "send a PNG, JPEG or WebP picture",
         )
     if not attachment.url:
         raise AttachmentError(
