@@ -18,11 +18,13 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urljoin, urlsplit
 
-import aiohttp
-
 from federation.types import Attachment
+
+if TYPE_CHECKING:
+    import aiohttp
 
 PICTURE_TYPES = ("image/png", "image/jpeg", "image/webp")
 UNDECLARED = ("application/octet-stream", "binary/octet-stream", "")
@@ -107,6 +109,8 @@ async def fetch_attachment(
     session: aiohttp.ClientSession | None = None,
 ) -> FetchedPicture:
     """The picture's bytes, or AttachmentError with a stable code."""
+    import aiohttp  # only when a picture is fetched (admin commands never load it)
+
     limits = limits or FetchLimits()
     if attachment.kind not in ("image", ""):
         raise AttachmentError(
