@@ -54,6 +54,7 @@ from federation.lemmy_config import LemmyAccountConfig
 from federation.markdown_safe import escape, to_plain_text
 from federation.types import (
     Account,
+    Attachment,
     MediaItem,
     Mention,
     OutgoingPost,
@@ -540,12 +541,17 @@ class LemmyAdapter:
             "community_nsfw": bool(community.get("nsfw")),
             "post_locked": bool(post.get("locked")),
         }
+        content = str(comment.get("content") or "")
         return Mention(
+            attachments=comment_attachments(content, post),
+            media_hosts=tuple(
+                dict.fromkeys(h for h in (urlsplit(self._base).netloc.lower(), author.domain) if h)
+            ),
             platform="lemmy",
             bot_account=self.name,
             remote_id=str(comment["id"]),
             author=author,
-            text=self._plain(str(comment.get("content") or "")),
+            text=self._plain(content),
             visibility=Visibility.PUBLIC,
             created_at=published(comment) or datetime.now(UTC),
             in_reply_to_id=str(parent) if parent is not None else None,
@@ -908,3 +914,36 @@ def _retry_after(value: str | None) -> float | None:
         return max(0.0, float(value)) if value else None
     except ValueError:
         return None
+
+
+_MARKDOWN_IMAGE = re.compile(r"!\[([^\]]*)\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+
+
+def comment_attachments(markdown: str, post: dict[str, Any]) -> tuple[Attachment, ...]:
+    """The pictures of a Lemmy request: images embedded in the comment's markdown
+    (`![alt](url)`) — always — and the post's image (`url` with an image
+    `url_content_type`, or an image file name) only when the comment asks for `--strength`
+    (a mention under an image post is not an image-to-image request by itself). Whether any
+    of them is fetched is decided by federation.attachments' host rule."""
+    found = [
+        Attachment(url=url, description=alt.strip(), source="comment", kind="image")
+        for alt, url in _MARKDOWN_IMAGE.findall(markdown)
+    ]
+    post_url = str(post.get("url") or "")
+    content_type = str(post.get("url_content_type") or "").lower()
+    is_image = content_type.startswith("image/") or (
+        not content_type and urlsplit(post_url).path.lower().endswith(_IMAGE_SUFFIXES)
+    )
+    if post_url and "--strength" in markdown and not found:
+        found.append(
+            Attachment(
+                url=post_url,
+                mime_type=content_type,
+                description=str(post.get("alt_text") or ""),
+                preview_url=str(post["thumbnail_url"]) if post.get("thumbnail_url") else None,
+                source="post",
+                kind="image" if is_image else "unknown",
+            )
+        )
+    return tuple(found)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import random
@@ -73,6 +74,7 @@ from federation.mastodon_convert import (
     mentions_account,
     status_to_mention,
     to_account,
+    to_attachments,
     to_visibility,
 )
 from federation.mastodon_flavour import (
@@ -828,6 +830,7 @@ class MastodonAdapter:
                 bot_account_id=bot_id,
                 local_domain=self.local_domain,
                 notification_id=notification_id,
+                api_host=domain_of(self.config.base_url),
             )
         except Exception:  # a malformed entity must not stop everything behind it
             log.exception("%s: cannot read status %r", self.name, status.get("id"))
@@ -894,6 +897,7 @@ class MastodonAdapter:
         mention = self._to_mention(notification.get("status") or {}, nid)
         if mention is None:
             return False
+        mention = await self._with_parent_pictures(mention)
         await sink(mention)
         self._mark_delivered(nid, mention.remote_id)
         await self._cursors.set_cursor(self.cursor_key, nid)
@@ -972,8 +976,33 @@ class MastodonAdapter:
         mention = self._to_mention(status, nid)
         if mention is None:
             return
+        mention = await self._with_parent_pictures(mention)
         await sink(mention)
         self._mark_delivered(nid, mention.remote_id)
+
+    async def _with_parent_pictures(self, mention: Mention) -> Mention:
+        """A reply without pictures of its own that asks for `--strength` starts from the
+        pictures of the status it answers (fetched through the API, so their URLs are the
+        bot's server's own). Replies to the bot's own posts are left alone."""
+        if (
+            mention.attachments
+            or not mention.in_reply_to_id
+            or "--strength" not in mention.text
+            or mention.context.get("in_reply_to_account_id") == self._bot_id
+        ):
+            return mention
+        try:
+            parent = await self._call(self._client.status, mention.in_reply_to_id)
+        except Exception:  # gone or unreadable: the request has no picture then
+            log.info(
+                "%s: parent %s of %s unreadable",
+                self.name,
+                mention.in_reply_to_id,
+                mention.remote_id,
+            )
+            return mention
+        found = to_attachments(parent or {}, source="parent")
+        return dataclasses.replace(mention, attachments=found) if found else mention
 
     async def _deliver_edit(self, status: Any, sink: MentionSink) -> None:
         """An edit of a request already handed over: hand over its new form (edited_at set);

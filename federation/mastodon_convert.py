@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from federation.html_text import html_to_text
-from federation.types import Account, Mention, Visibility
+from federation.types import Account, Attachment, Mention, Visibility
 
 PLATFORM = "mastodon"
 
@@ -171,6 +171,7 @@ def status_to_mention(
     bot_account_id: str,
     local_domain: str,
     notification_id: str | None = None,
+    api_host: str | None = None,
 ) -> Mention | None:
     """A status addressed to the bot → `Mention`; None for boosts and the bot's own posts.
 
@@ -196,11 +197,12 @@ def status_to_mention(
         context["notification_id"] = str(notification_id)
     if status.get("in_reply_to_account_id") is not None:
         context["in_reply_to_account_id"] = str(status["in_reply_to_account_id"])
+    author = to_account(status.get("account") or {}, local_domain)
     return Mention(
         platform=PLATFORM,
         bot_account=bot_name,
         remote_id=str(status.get("id")),
-        author=to_account(status.get("account") or {}, local_domain),
+        author=author,
         text=text,
         visibility=to_visibility(status.get("visibility")),
         created_at=created,
@@ -213,7 +215,34 @@ def status_to_mention(
         url=str(status.get("url") or status.get("uri") or "") or None,
         edited_at=_aware(status.get("edited_at")),
         context=context,
+        attachments=to_attachments(status),
+        # the server the bot talks to (its API host and its domain) and the requester's home
+        media_hosts=tuple(
+            dict.fromkeys(h for h in (api_host, local_domain.lower(), author.domain) if h)
+        ),
     )
+
+
+def to_attachments(status: Mapping[str, Any], source: str = "status") -> tuple[Attachment, ...]:
+    """A status' `media_attachments` → `Attachment`s. The MediaAttachment entity
+    (docs.joinmastodon.org/entities/MediaAttachment/; app/serializers/rest/
+    media_attachment_serializer.rb): `type` image|gifv|video|audio|unknown, `url` (the copy
+    on the bot's own server, null while still processing), `preview_url`, `remote_url` (the
+    origin: never fetched), `description` (alt text)."""
+    found = []
+    for media in status.get("media_attachments") or []:
+        if not isinstance(media, Mapping):
+            continue
+        found.append(
+            Attachment(
+                url=str(media.get("url") or ""),
+                description=str(media.get("description") or ""),
+                preview_url=str(media["preview_url"]) if media.get("preview_url") else None,
+                source=source,
+                kind=str(media.get("type") or "unknown"),
+            )
+        )
+    return tuple(found)
 
 
 def id_key(value: str) -> tuple[int, str]:

@@ -61,6 +61,22 @@ class Account:
 
 
 @dataclass(frozen=True)
+class Attachment:
+    """A picture that came with a request, as the server's API reported it.
+
+    `url` is what the bot may fetch (see `federation.attachments`: only from `hosts` the
+    adapter vouches for); `source` says where it was found ("status", "parent", "post",
+    "comment"). `description` is the requester's alt text."""
+
+    url: str
+    mime_type: str = ""  # the server's claim (e.g. "image/png"); "" when it gave none
+    description: str = ""
+    preview_url: str | None = None
+    source: str = "status"
+    kind: str = "image"  # image | video | gifv | audio | unknown (Mastodon's `type`)
+
+
+@dataclass(frozen=True)
 class Mention:
     """One request addressed to the bot: a mention, a DM, a reply, or a private message."""
 
@@ -81,6 +97,11 @@ class Mention:
     # platform details the adapter needs later to reply or acknowledge (e.g. Lemmy post_id,
     # notification ids); JSON-serialisable values only.
     context: dict[str, Any] = field(default_factory=dict)
+    # pictures attached to the request (or to the post it answers), in the server's order
+    attachments: tuple[Attachment, ...] = ()
+    # hosts the adapter lets `federation.attachments` fetch this mention's pictures from: its
+    # own server's API host and the requester's home server (see docs/picture-input.md)
+    media_hosts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -22,10 +22,11 @@ from fedibot.intake.grammar import (
     wants_private,
 )
 from fedibot.intake.mention_codec import mention_to_dict
-from fedibot.intake.options import Options, resolve_options
+from fedibot.intake.options import Options, job_columns, resolve_options
+from fedibot.intake.pictures import PictureChecker, PictureError, has_picture
 from fedibot.moderation.policy import Decision, Policy
 from fedibot.ops import metrics
-from fedibot.queue.jobs import JobQueue, NewJob, batch_key
+from fedibot.queue.jobs import JobQueue, NewJob, PictureInput
 from fedibot.storage.models import JobState, ReplyState
 
 log = logging.getLogger("fedibot.intake.ingest")
@@ -42,10 +43,17 @@ BAD_PROMPT_CODES = {
 class Ingest:
     """The sink every adapter calls; idempotent on (platform, account, remote id)."""
 
-    def __init__(self, queue: JobQueue, policy: Policy, config: FedibotConfig) -> None:
+    def __init__(
+        self,
+        queue: JobQueue,
+        policy: Policy,
+        config: FedibotConfig,
+        pictures: PictureChecker | None = None,
+    ) -> None:
         self.queue = queue
         self.policy = policy
         self.config = config
+        self.pictures = pictures or PictureChecker.from_config(config)
         self.rules = PromptRules.from_config(config.prompt, config.generator.models)
 
     async def __call__(self, mention: Mention) -> None:
@@ -99,6 +107,7 @@ class Ingest:
         if parsed.command == "delete":
             return await self._delete(mention, private)
         base: dict[str, Any] | None = None
+        original: Any = None
         visibility = reply_visibility(
             mention.visibility, self._public_reply_visibility(mention.bot_account)
         )
@@ -111,16 +120,60 @@ class Ingest:
                 return await self._notice(mention, "not_allowed", private)
             # never wider than the result being re-rolled
             visibility = visibility.narrowest(Visibility(original.visibility))
-        options = self.resolve(parsed, base)
+        # image-to-image: a picture comes with the request (or --strength asks for the one
+        # of the post it answers), or `again` re-rolls a result made from a picture
+        picture: PictureInput | None = None
+        fetch_picture = has_picture(mention) or (
+            parsed.strength is not None and bool(mention.attachments)
+        )
+        if parsed.command == "again" and base and base.get("picture") and original is not None:
+            picture = _picture_from_row(await self.queue.picture(int(original.id)))
+        options = self.resolve(parsed, base, picture=fetch_picture or picture is not None)
         decision = self.policy.check_prompt(options.prompt, options.negative_prompt)
         if decision.allowed:
             decision = await self.policy.check_quota(mention.author, options.n)
         if not decision.allowed:
             return await self._refuse(mention, decision, options, private)
+        extra: dict[str, Any] = {}
+        if fetch_picture:
+            try:
+                picture = await self.pictures.load(mention, options.prompt, options.negative_prompt)
+            except PictureError as err:
+                return await self._refuse_picture(mention, err, options, private)
+        if picture is not None:
+            extra["picture"] = {
+                "alt_text": picture.alt_text,
+                "source_url": picture.source_url,
+                "width": picture.width,
+                "height": picture.height,
+                "mime_type": picture.mime_type,
+            }
         if private:
             visibility = Visibility.DIRECT
         return await self._record(
-            mention, kind="mention", state=JobState.QUEUED, options=options, visibility=visibility
+            mention,
+            kind="mention",
+            state=JobState.QUEUED,
+            options=options,
+            visibility=visibility,
+            params=extra,
+            picture=picture,
+        )
+
+    async def _refuse_picture(
+        self, mention: Mention, err: PictureError, options: Options, private: bool
+    ) -> int:
+        log.info("refused %s from %s: %s", mention.remote_id, mention.author.acct, err)
+        return await self._record(
+            mention,
+            kind="mention",
+            state=JobState.REJECTED,
+            options=options,
+            error_code=err.code,
+            error_message=err.message,
+            reply=self.config.policy.reply_on_refusal.bad_prompt,
+            params={"reason": err.message},
+            visibility=Visibility.DIRECT if private else None,
         )
 
     def _too_old(self, mention: Mention) -> bool:
@@ -134,8 +187,10 @@ class Ingest:
         return age > limit * 3600
 
     # ------------------------------------------------------------------ options
-    def resolve(self, parsed: ParsedRequest, base: dict[str, Any] | None = None) -> Options:
-        return resolve_options(self.config, parsed, base)
+    def resolve(
+        self, parsed: ParsedRequest, base: dict[str, Any] | None = None, *, picture: bool = False
+    ) -> Options:
+        return resolve_options(self.config, parsed, base, picture=picture)
 
     def _public_reply_visibility(self, account: str) -> str:
         try:
@@ -158,6 +213,7 @@ class Ingest:
         reply: bool = False,
         params: dict[str, Any] | None = None,
         remote_id: str | None = None,
+        picture: PictureInput | None = None,
     ) -> int:
         vis = visibility or reply_visibility(
             mention.visibility, self._public_reply_visibility(mention.bot_account)
@@ -187,12 +243,12 @@ class Ingest:
             error_code=error_code,
             error_message=error_message,
             reply_state=ReplyState.PENDING if reply else ReplyState.NONE,
+            picture=picture if state == JobState.QUEUED else None,
         )
         if options is not None:
-            job.prompt, job.negative_prompt = options.prompt, options.negative_prompt
-            job.model, job.width, job.height = options.model, options.width, options.height
-            job.steps, job.guidance = options.steps, options.guidance
-            job.n, job.seed = options.n, options.seed
+            for name, value in job_columns(options).items():
+                if name != "batch_key":  # the queue makes it from the same columns
+                    setattr(job, name, value)
         result = await self.queue.enqueue(job)
         return result.job_id
 
@@ -271,7 +327,8 @@ class Ingest:
             parsed = parse(mention.text, self.rules)
             if parsed.command != "generate":
                 return
-            options = self.resolve(parsed)
+            had_picture = bool(((existing.params or {}).get("options") or {}).get("picture"))
+            options = self.resolve(parsed, picture=had_picture)
         except PromptError:
             return  # the first version stays; it was valid
         if not self.policy.check_prompt(options.prompt, options.negative_prompt).allowed:
@@ -289,20 +346,11 @@ class Ingest:
         ).narrowest(Visibility(existing.visibility))
         if parsed.private:
             visibility = Visibility.DIRECT
+        columns = job_columns(options)
+        del columns["mode"], columns["strength"]  # in the batch key and the options
         await self.queue.update_queued(
             int(existing.id),
-            prompt=options.prompt,
-            negative_prompt=options.negative_prompt,
-            model=options.model,
-            width=options.width,
-            height=options.height,
-            steps=options.steps,
-            guidance=options.guidance,
-            n=options.n,
-            seed=options.seed,
-            batch_key=batch_key(
-                options.model, options.width, options.height, options.steps, options.guidance
-            ),
+            **columns,
             visibility=visibility.value,
             request=mention_to_dict(mention),
             params={**(existing.params or {}), "options": dataclasses.asdict(options)},
@@ -332,3 +380,16 @@ class Ingest:
             visibility=Visibility.DIRECT if private else Visibility(existing.visibility),
             remote_id=f"{mention.remote_id}#edit-{stamp:.0f}",
         )
+
+
+def _picture_from_row(row: Any) -> PictureInput | None:
+    if row is None:
+        return None
+    return PictureInput(
+        data=bytes(row.data),
+        mime_type=row.mime_type,
+        width=int(row.width),
+        height=int(row.height),
+        alt_text=row.alt_text or "",
+        source_url=row.source_url or "",
+    )

@@ -6,7 +6,7 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
-from federation.types import Account, Mention, Visibility
+from federation.types import Account, Attachment, Mention, Visibility
 
 
 def mention_to_dict(mention: Mention) -> dict[str, Any]:
@@ -20,6 +20,8 @@ def mention_to_dict(mention: Mention) -> dict[str, Any]:
 def mention_from_dict(data: dict[str, Any]) -> Mention:
     values = dict(data)
     values["author"] = Account(**values["author"])
+    values["attachments"] = tuple(Attachment(**a) for a in values.get("attachments") or ())
+    values["media_hosts"] = tuple(values.get("media_hosts") or ())
     values["visibility"] = Visibility(values["visibility"])
     values["created_at"] = datetime.fromisoformat(values["created_at"])
     if values.get("edited_at"):

@@ -10,6 +10,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from fedibot.intake.grammar import ParsedRequest, PromptError, apply_style
+from fedibot.queue.jobs import batch_key, options_mode
 
 if TYPE_CHECKING:
     from fedibot.config.loader import FedibotConfig
@@ -36,13 +37,57 @@ class Options:
     qr_position: str | None = None
     qr_module: int | None = None
     strength: float | None = None
+    picture: bool = False  # image-to-image: the job's picture is in job_inputs
+
+    @property
+    def mode(self) -> str:
+        return options_mode(self)
+
+
+# Stands in for the picture file while the limits are checked at intake (the worker writes
+# the stored picture to a real file).
+PICTURE_PLACEHOLDER = "<picture>"
+
+
+def job_columns(options: Options) -> dict[str, Any]:
+    """The queue columns (`NewJob` fields) an Options decides — the one place they are
+    mapped, for new jobs and edits alike; `batch_key` is the queue's string of them."""
+    values: dict[str, Any] = {
+        "prompt": options.prompt,
+        "negative_prompt": options.negative_prompt,
+        "model": options.model,
+        "width": options.width,
+        "height": options.height,
+        "steps": options.steps,
+        "guidance": options.guidance,
+        "n": options.n,
+        "seed": options.seed,
+    }
+    mode = options.mode
+    strength = options.strength if mode == "img2img" else None
+    values["batch_key"] = batch_key(
+        options.model,
+        options.width,
+        options.height,
+        options.steps,
+        options.guidance,
+        mode,
+        strength,
+    )
+    values["mode"], values["strength"] = mode, strength
+    return values
 
 
 def resolve_options(
-    config: FedibotConfig, parsed: ParsedRequest, base: dict[str, Any] | None = None
+    config: FedibotConfig,
+    parsed: ParsedRequest,
+    base: dict[str, Any] | None = None,
+    *,
+    picture: bool = False,
 ) -> Options:
     """Fill what `parsed` leaves open from `base` (the options of the result an `again`
-    re-rolls), then from the model's preset; PromptError when outside the model's limits."""
+    re-rolls), then from the model's preset; PromptError when outside the model's limits.
+    `picture`: the request comes with a picture to start from (image-to-image)."""
     base = base or {}
     gen = config.generator
     asked = parsed.model or base.get("model") or gen.default_model
@@ -79,7 +124,13 @@ def resolve_options(
         height=height,
         steps=parsed.steps or base.get("steps"),
         guidance=parsed.cfg if parsed.cfg is not None else base.get("guidance"),
-        strength=parsed.strength,  # without a picture (wired later) check_request refuses it
+        init_image=PICTURE_PLACEHOLDER if picture else None,
+        # without a picture check_request refuses --strength; with one, None is the preset's
+        strength=(
+            parsed.strength
+            if parsed.strength is not None
+            else (base.get("strength") if picture else None)
+        ),
         qr=parsed.qr if parsed.qr is not None else base.get("qr"),
         qr_position=parsed.qr_position or base.get("qr_position"),
         qr_module=parsed.qr_module or base.get("qr_module"),
@@ -102,6 +153,7 @@ def resolve_options(
         qr_position=request.qr_position if request.qr is not None else None,
         qr_module=request.qr_module,
         strength=request.strength,
+        picture=picture,
     )
 
 

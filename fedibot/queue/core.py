@@ -51,6 +51,7 @@ from fedibot.storage.models import (
     HordeJob,
     Job,
     JobImage,
+    JobInput,
     JobState,
     ReplyState,
     WorkerSeen,
@@ -63,6 +64,7 @@ jobs = table_of(Job)
 images = table_of(JobImage)
 horde_jobs = table_of(HordeJob)
 workers = table_of(WorkerSeen)
+inputs = table_of(JobInput)
 HORDE_PENDING = ("submitting", "submitted")
 
 CLAIM_ORDER = (jobs.c.fair_seq, jobs.c.priority.desc(), jobs.c.id)
@@ -144,6 +146,21 @@ class NewJob:
     error_message: str | None = None
     reply_state: str = ReplyState.NONE
     max_attempts: int | None = None
+    mode: str = "txt2img"  # txt2img | qr | img2img (the batch key's mode)
+    strength: float | None = None  # img2img only
+    picture: PictureInput | None = None  # img2img: stored in job_inputs with the job
+
+
+@dataclass(frozen=True)
+class PictureInput:
+    """The checked picture an image-to-image job starts from (see fedibot/intake/pictures)."""
+
+    data: bytes
+    mime_type: str
+    width: int
+    height: int
+    alt_text: str = ""
+    source_url: str = ""
 
 
 @dataclass(frozen=True)
@@ -152,9 +169,45 @@ class EnqueueResult:
     created: bool
 
 
-def batch_key(model: str, width: int, height: int, steps: int, guidance: float) -> str:
-    """Jobs with the same key can share one pipeline call."""
-    return f"{model}|{width}x{height}|{steps}|{guidance:g}"
+def batch_key(
+    model: str,
+    width: int,
+    height: int,
+    steps: int,
+    guidance: float,
+    mode: str = "txt2img",
+    strength: float | None = None,
+) -> str:
+    """Jobs with the same key can share one pipeline call (the generator's
+    `GenerationRequest.batch_key` as a string). Plain text-to-image keeps the short form of
+    earlier versions; QR art ends in `|qr`, image-to-image in `|img2img@<strength>`, so they
+    never share a batch with plain jobs (nor img2img jobs of different strengths)."""
+    key = f"{model}|{width}x{height}|{steps}|{guidance:g}"
+    if mode == "img2img":
+        return f"{key}|img2img@{float(strength or 0.0):g}"
+    if mode == "qr":
+        return f"{key}|qr"
+    return key
+
+
+def key_mode(key: str | None) -> str:
+    """The mode a `batch_key` string was made for: txt2img, qr or img2img."""
+    tail = (key or "").split("|")[4:]
+    if not tail:
+        return "txt2img"
+    return "img2img" if tail[0].startswith("img2img") else tail[0]
+
+
+def options_mode(options: Any) -> str:
+    """txt2img, qr or img2img for a job's options (a dict or an object with attributes):
+    img2img when a picture comes with it, qr when it holds a QR text."""
+
+    def get(name: str) -> Any:
+        return options.get(name) if isinstance(options, dict) else getattr(options, name, None)
+
+    if get("picture"):
+        return "img2img"
+    return "qr" if get("qr") is not None else "txt2img"
 
 
 def backoff_seconds(attempt: int, base: float, cap: float) -> float:

@@ -22,11 +22,13 @@ from fedibot.queue.core import (
     IS_GENERATING,
     EnqueueResult,
     NewJob,
+    PictureInput,
     QueueCore,
     _DriverInsert,
     batch_key,
     horde_jobs,
     images,
+    inputs,
     jobs,
 )
 from fedibot.storage.models import (
@@ -56,7 +58,9 @@ class GenerationSide(QueueCore):
             "requester_domain": job.requester_domain,
             "state": job.state,
             "priority": job.priority,
-            "batch_key": batch_key(job.model, job.width, job.height, job.steps, job.guidance),
+            "batch_key": batch_key(
+                job.model, job.width, job.height, job.steps, job.guidance, job.mode, job.strength
+            ),
             "prompt": job.prompt,
             "negative_prompt": job.negative_prompt,
             "model": job.model,
@@ -85,9 +89,45 @@ class GenerationSide(QueueCore):
         }
         new_id = self._insert(conn, params)
         if new_id is not None:
+            if job.picture is not None:
+                self._store_picture(conn, int(new_id), job.picture, now)
             return EnqueueResult(int(new_id), created=True)
         existing = conn.execute(self._stmts.find_remote, params).scalar_one()
         return EnqueueResult(int(existing), created=False)
+
+    @staticmethod
+    def _store_picture(conn: Connection, job_id: int, picture: PictureInput, now: float) -> None:
+        conn.execute(delete(inputs).where(inputs.c.job_id == job_id))
+        conn.execute(
+            insert(inputs).values(
+                job_id=job_id,
+                data=picture.data,
+                mime_type=picture.mime_type,
+                width=picture.width,
+                height=picture.height,
+                size=len(picture.data),
+                alt_text=picture.alt_text,
+                source_url=picture.source_url,
+                created_at=now,
+            )
+        )
+
+    async def job_options(self, job_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+        """`params["options"]` of these jobs (a claim leaves the JSON columns out)."""
+
+        def _read(conn: Connection) -> dict[int, dict[str, Any]]:
+            rows = conn.execute(select(jobs.c.id, jobs.c.params).where(jobs.c.id.in_(job_ids)))
+            return {int(r.id): dict((r.params or {}).get("options") or {}) for r in rows}
+
+        return await self.db.run(_read) if job_ids else {}
+
+    async def picture(self, job_id: int) -> Row[Any] | None:
+        """The stored input picture of an image-to-image job (job_inputs row) or None."""
+
+        def _read(conn: Connection) -> Row[Any] | None:
+            return conn.execute(select(inputs).where(inputs.c.job_id == job_id)).first()
+
+        return await self.db.run(_read)
 
     def _insert(self, conn: Connection, params: dict[str, Any]) -> int | None:
         """The enqueue INSERT, compiled once and run on the driver directly: SQLAlchemy's

@@ -21,6 +21,7 @@ from fedibot.queue.core import (
     QueueCore,
     horde_jobs,
     images,
+    inputs,
     jobs,
     log,
 )
@@ -236,6 +237,7 @@ class Maintenance(QueueCore):
             stored = self.image_store.delete(conn, ids)
             conn.execute(delete(images).where(images.c.job_id.in_(ids)))
             conn.execute(delete(horde_jobs).where(horde_jobs.c.job_id.in_(ids)))
+            conn.execute(delete(inputs).where(inputs.c.job_id.in_(ids)))
             conn.execute(delete(jobs).where(jobs.c.id.in_(ids)))
             return ids, paths, stored
 

@@ -6,11 +6,12 @@ import asyncio
 import contextlib
 import logging
 import socket
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from fedibot.ops import metrics
-from fedibot.queue.jobs import JobQueue
+from fedibot.queue.jobs import JobQueue, key_mode
 from generator.config import GeneratorConfig
 from generator.horde.overflow import OverflowSignals
 from generator.horde.payload import ineligible
@@ -19,8 +20,18 @@ from generator.types import INTERRUPTED, GenerationError, GenerationRequest, Job
 log = logging.getLogger("fedibot.worker")
 
 
-def request_from_row(row: Any) -> GenerationRequest:
-    """A job row → what the generator needs; the job's images use seeds seed, seed+1, …"""
+def request_from_row(
+    row: Any, options: dict[str, Any] | None = None, init_image: str | None = None
+) -> GenerationRequest:
+    """A job row → what the generator needs; the job's images use seeds seed, seed+1, …
+
+    `options` is the job's `params["options"]` (QR text and placement, strength), needed for
+    every job whose batch key is not plain text-to-image; `init_image` is the local file the
+    worker wrote the job's stored picture to (image-to-image)."""
+    options = options or {}
+    mode = key_mode(getattr(row, "batch_key", None))
+    qr = options.get("qr") if mode == "qr" else None
+    strength = options.get("strength") if mode == "img2img" else None
     return GenerationRequest(
         job_id=int(row.id),
         prompt=row.prompt,
@@ -31,6 +42,13 @@ def request_from_row(row: Any) -> GenerationRequest:
         height=int(row.height),
         steps=int(row.steps),
         guidance=float(row.guidance),
+        init_image=init_image if mode == "img2img" else None,
+        strength=float(strength) if strength is not None else None,
+        qr=str(qr) if qr is not None else None,
+        qr_position=str(options.get("qr_position") or "center") if qr is not None else "center",
+        qr_module=int(options["qr_module"])
+        if qr is not None and options.get("qr_module")
+        else None,
     )
 
 
@@ -58,6 +76,7 @@ class QueueWorkSource:
         self._recovered: set[str] = set()
         self._next_sweep = float("-inf")
         self._next_seen = float("-inf")
+        self._inputs: dict[int, str] = {}  # job id → its picture's temporary file
 
     async def _housekeeping(self, worker_id: str) -> None:
         now = self.queue.settings.clock()
@@ -81,7 +100,47 @@ class QueueWorkSource:
     ) -> list[GenerationRequest]:
         await self._housekeeping(worker_id)
         rows = await self.queue.claim(worker_id, max_batch, lease_seconds, max_images=max_batch)
-        return [request_from_row(row) for row in rows]
+        return await self._requests(rows)
+
+    async def _requests(self, rows: list[Any]) -> list[GenerationRequest]:
+        """Rows → requests; QR and image-to-image jobs get their options (and their stored
+        picture, written to a temporary file removed with the job's result or failure)."""
+        special = [int(r.id) for r in rows if key_mode(r.batch_key) != "txt2img"]
+        options = await self.queue.job_options(special) if special else {}
+        requests = []
+        for row in rows:
+            init_image = None
+            if key_mode(row.batch_key) == "img2img":
+                init_image = await self._write_picture(int(row.id))
+            requests.append(request_from_row(row, options.get(int(row.id)), init_image))
+        return requests
+
+    async def _write_picture(self, job_id: int) -> str | None:
+        picture = await self.queue.picture(job_id)
+        if picture is None:
+            log.warning("job %s: its input picture is missing", job_id)
+            return None
+        suffix = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp"}.get(
+            picture.mime_type, ".img"
+        )
+
+        def _write() -> str:
+            fd, name = tempfile.mkstemp(prefix=f"fedibot-input-{job_id}-", suffix=suffix)
+            with open(fd, "wb") as handle:
+                handle.write(bytes(picture.data))
+            return name
+
+        path = await asyncio.to_thread(_write)
+        old = self._inputs.pop(job_id, None)
+        if old:
+            await asyncio.to_thread(Path(old).unlink, missing_ok=True)
+        self._inputs[job_id] = path
+        return path
+
+    async def _drop_picture(self, job_id: int) -> None:
+        path = self._inputs.pop(job_id, None)
+        if path:
+            await asyncio.to_thread(Path(path).unlink, missing_ok=True)
 
     async def start(self, worker_id: str, job_ids: list[int]) -> None:
         """Rendering begins: the jobs count an attempt now (not at the claim)."""
@@ -104,6 +163,9 @@ class QueueWorkSource:
         await self._housekeeping(worker_id)
 
         def eligible(row: Any) -> bool:
+            # QR and image-to-image jobs need their options and picture: local workers only
+            if key_mode(row.batch_key) != "txt2img":
+                return False
             return ineligible(config, request_from_row(row)) is None
 
         rows = await self.queue.claim_for_horde(worker_id, max_jobs, lease_seconds, eligible)
@@ -148,8 +210,10 @@ class QueueWorkSource:
                 )
         finally:
             await asyncio.to_thread(_remove, files)
+            await self._drop_picture(result.job_id)
 
     async def fail(self, worker_id: str, job_id: int, error: GenerationError) -> None:
+        await self._drop_picture(job_id)
         if error.code == INTERRUPTED:
             await self.queue.release(worker_id, [job_id])
             return

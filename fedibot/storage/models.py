@@ -256,6 +256,23 @@ class JobImageData(Base):
     created_at: Mapped[float] = mapped_column(Float)
 
 
+class JobInput(Base):
+    """The picture a request starts from (image-to-image): the fetched, checked bytes, kept
+    in the database so a worker on any machine can use it (docs/picture-input.md)."""
+
+    __tablename__ = "job_inputs"
+
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    mime_type: Mapped[str] = mapped_column(String(32))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    size: Mapped[int] = mapped_column(Integer)
+    alt_text: Mapped[str] = mapped_column(Text, default="")
+    source_url: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[float] = mapped_column(Float)
+
+
 class HordeJob(Base):
     """The durable record of a job's latest AI Horde attempt (generator.horde.store)."""
 

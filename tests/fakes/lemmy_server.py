@@ -277,7 +277,13 @@ class FakeLemmy:
         community: JSON | None = None,
         nsfw: bool = False,
         locked: bool = False,
+        url: str | None = None,
+        url_content_type: str | None = None,
+        alt_text: str | None = None,
     ) -> JSON:
+        """A post; `url` is its link (an image post: a pict-rs URL from `add_image`, with
+        `url_content_type` as Lemmy 0.19 records it from the fetched metadata and the
+        uploader's `alt_text` — lemmy_db_schema's Post: url, url_content_type, alt_text)."""
         post_id = next(self._ids["post"])
         post = {
             "id": post_id,
@@ -301,11 +307,25 @@ class FakeLemmy:
             "language_id": 0,
             "featured_community": False,
             "featured_local": False,
-            "url_content_type": None,
-            "alt_text": None,
+            "url_content_type": url_content_type,
+            "alt_text": alt_text,
         }
+        if url is not None:
+            post["url"] = url
         self.posts[post_id] = post
         return post
+
+    def add_image(self, uploader: JSON, data: bytes, content_type: str = "image/png") -> str:
+        """A user's pict-rs upload; returns its URL on this instance (v3: /pictrs/image/NAME,
+        v4: /api/v4/image/NAME — the paths the fake serves it from)."""
+        ext = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}.get(
+            content_type, "bin"
+        )
+        name = f"{secrets.token_hex(8)}.{ext}"
+        self.images[name] = _Image(bytes(data), content_type, secrets.token_hex(8), uploader["id"])
+        if self.api_version == "v4":
+            return f"{self.base_url}/api/v4/image/{name}"
+        return f"{self.base_url}/pictrs/image/{name}"
 
     def mention(
         self,

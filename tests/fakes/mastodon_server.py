@@ -121,6 +121,11 @@ class FakeMedia:
     polls_left: int
     status_id: str | None = None
     polls: int = 0
+    # a requester's picture (add_picture): served at its url; `url` overrides where the
+    # entity says it lives (a foreign host), `kind` is the entity's `type`
+    data: bytes | None = None
+    url: str | None = None
+    kind: str = "image"
 
 
 @dataclass
@@ -221,6 +226,7 @@ class FakeMastodon:
         self.statuses: dict[str, dict[str, Any]] = {}
         self.notifications: list[_Notification] = []
         self.media: dict[str, FakeMedia] = {}
+        self.media_fetches: list[str] = []  # paths of media files fetched
         self.posted_statuses: list[dict[str, Any]] = []
         self.post_params: list[dict[str, Any]] = []
         self.requests: list[RecordedRequest] = []
@@ -463,15 +469,56 @@ class FakeMastodon:
         body = copy.deepcopy(templates()["media_image"])
         path = "/".join(media.id[i : i + 3] for i in range(0, len(media.id), 3))
         url = f"{self.base_url}/system/media_attachments/files/{path}/original/{media.id}.png"
+        if media.url is not None:
+            url = media.url
         body.update(
             {
                 "id": media.id,
+                "type": media.kind,
                 "url": url if media.polls_left <= 0 else None,
                 "preview_url": url.replace("/original/", "/small/"),
                 "description": media.description,
             }
         )
         return body
+
+    def add_picture(
+        self,
+        data: bytes,
+        *,
+        content_type: str = "image/png",
+        description: str | None = None,
+        kind: str = "image",
+        url: str | None = None,
+    ) -> str:
+        """A requester's uploaded media, ready (the shape of the recorded MediaAttachment
+        from media_post_multiple.yaml, as in docs.joinmastodon.org/entities/MediaAttachment/:
+        `type`, `url` on the server's own /system/media_attachments/files/… path,
+        `preview_url`, `description`). Its bytes are served at that `url` with
+        `content_type`; pass `url` to make the entity point elsewhere. Returns the media id
+        for `mention(media_ids=…)`."""
+        media = FakeMedia(
+            id=self._next_id(),
+            description=description,
+            size=len(data),
+            mime_type=content_type,
+            file_name="upload",
+            polls_left=0,
+            data=data,
+            url=url,
+            kind=kind,
+        )
+        self.media[media.id] = media
+        return media.id
+
+    async def _serve_media_file(self, request: web.Request) -> web.StreamResponse:
+        """GET of a media file (Mastodon serves them from public/system or its CDN)."""
+        media_id = request.match_info["name"].split(".", 1)[0]
+        media = self.media.get(media_id)
+        if media is None or media.data is None:
+            return web.Response(status=404, text="Not Found")
+        self.media_fetches.append(request.path)
+        return web.Response(body=media.data, headers={"Content-Type": media.mime_type})
 
     def _notification_json(self, n: _Notification) -> dict[str, Any] | None:
         if n.status_id is not None and n.status_id not in self.statuses:
@@ -519,6 +566,7 @@ class FakeMastodon:
         spoiler_text: str = "",
         sensitive: bool = False,
         language: str | None = "en",
+        media_ids: Iterable[str] = (),
     ) -> dict[str, Any]:
         """`from_acct` posts a status mentioning the bot (h-card HTML first, as Mastodon
         renders "@bot text"); the bot gets a mention notification, pushed on open streams."""
@@ -532,6 +580,7 @@ class FakeMastodon:
             sensitive=sensitive,
             language=language,
             leading_mentions=[self.bot["id"]],
+            media_ids=media_ids,
         )
         if author_id in self._following and visibility != "direct":
             self.push_event("update", self._status_json(status))
@@ -781,6 +830,7 @@ class FakeMastodon:
         # Akkoma/Pleroma ("2.7.2 (compatible; …)"; router.ex `post("/media", :create)`).
         r.add_post("/api/v1/media", self._post_media_v1)
         r.add_get("/api/v1/media/{id}", self._get_media)
+        r.add_get("/system/media_attachments/files/{tail:.*}/{name}", self._serve_media_file)
         r.add_post("/api/v1/statuses", self._post_status)
         r.add_get("/api/v1/statuses/{id}", self._get_status)
         r.add_delete("/api/v1/statuses/{id}", self._delete_status)
@@ -1119,6 +1169,7 @@ class FakeMastodon:
             mime_type=upload.content_type,
             file_name=upload.filename,
             polls_left=self.media_polls_before_ready,
+            data=data,
         )
         self.media[media.id] = media
         body = self._media_json(media)

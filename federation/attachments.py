@@ -1,0 +1,189 @@
+"""Fetching a request's attached picture, safely (docs/picture-input.md).
+
+The fetch rule: a picture is fetched only from a URL the server's API reported for the
+request (a Mastodon media attachment's `url`, a Lemmy post's image URL or an image in the
+comment's markdown — never a link from the text), and only when that URL's host is one the
+adapter vouches for (`Mention.media_hosts`: the bot's own server, which serves local copies
+of remote media, and the requester's home server) or a subdomain of one of them (media
+hosts such as `files.example.social`). Only http(s), no user:password in the URL, at most
+three redirects and each one checked by the same rule, a timeout for the whole fetch, a size
+cap enforced while reading (not only from Content-Length), and a Content-Type of PNG, JPEG or
+WebP (`application/octet-stream` passes here: some servers send it, and the caller decodes
+the bytes anyway). Deciding whether the bytes really are a picture is the caller's job
+(fedibot.intake.pictures decodes them with Pillow).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+from urllib.parse import urljoin, urlsplit
+
+from federation.types import Attachment
+
+if TYPE_CHECKING:
+    import aiohttp
+
+PICTURE_TYPES = ("image/png", "image/jpeg", "image/webp")
+UNDECLARED = ("application/octet-stream", "binary/octet-stream", "")
+
+# Stable codes (a requester sees them in the reply).
+PICTURE_TOO_LARGE = "picture_too_large"
+PICTURE_WRONG_TYPE = "picture_wrong_type"
+PICTURE_FOREIGN_HOST = "picture_foreign_host"
+PICTURE_UNAVAILABLE = "picture_unavailable"
+
+
+class AttachmentError(Exception):
+    """A picture that could not be used, with a stable code and one sentence."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class FetchLimits:
+    max_bytes: int = 10 * 1024 * 1024
+    timeout_seconds: float = 20.0
+    max_redirects: int = 3
+
+
+@dataclass(frozen=True)
+class FetchedPicture:
+    data: bytes
+    content_type: str
+    url: str
+
+
+def _hostname(netloc_or_host: str) -> str:
+    host = netloc_or_host.lower().rsplit("@", 1)[-1]
+    if host.startswith("["):
+        return host.split("]", 1)[0] + "]"
+    return host.split(":", 1)[0]
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def host_allowed(url: str, hosts: tuple[str, ...] | list[str]) -> bool:
+    """True when `url` is http(s) without credentials and its host is one of `hosts`
+    (exactly, port included when the allowed entry names one) or a subdomain of one."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    if parts.scheme not in ("http", "https") or not parts.netloc or "@" in parts.netloc:
+        return False
+    netloc = parts.netloc.lower()
+    name = _hostname(netloc)
+    for allowed in hosts:
+        allowed = allowed.lower().strip()
+        if not allowed:
+            continue
+        if netloc == allowed:
+            return True
+        allowed_name = _hostname(allowed)
+        if ":" in allowed.split("]")[-1]:
+            continue  # an entry with a port matches only exactly
+        if name == allowed_name:
+            return True
+        if not _is_ip(allowed_name) and "." in allowed_name and name.endswith("." + allowed_name):
+            return True
+    return False
+
+
+async def fetch_attachment(
+    attachment: Attachment,
+    hosts: tuple[str, ...] | list[str],
+    limits: FetchLimits | None = None,
+    *,
+    session: aiohttp.ClientSession | None = None,
+) -> FetchedPicture:
+    """The picture's bytes, or AttachmentError with a stable code."""
+    import aiohttp  # only when a picture is fetched (admin commands never load it)
+
+    limits = limits or FetchLimits()
+    if attachment.kind not in ("image", ""):
+        raise AttachmentError(
+            PICTURE_WRONG_TYPE,
+            f"the attachment is not a picture ({attachment.kind}); "
+            "send a PNG, JPEG or WebP picture",
+        )
+    if not attachment.url:
+        raise AttachmentError(
+            PICTURE_UNAVAILABLE, "your server has not finished processing the picture yet"
+        )
+    if not host_allowed(attachment.url, hosts):
+        raise AttachmentError(
+            PICTURE_FOREIGN_HOST,
+            "the picture is not stored on your server or mine, so I do not fetch it",
+        )
+    own = session is None
+    client = session or aiohttp.ClientSession()
+    try:
+        return await asyncio.wait_for(
+            _fetch(client, attachment.url, hosts, limits), limits.timeout_seconds
+        )
+    except TimeoutError:
+        raise AttachmentError(
+            PICTURE_UNAVAILABLE, "fetching the picture took too long; try again later"
+        ) from None
+    except aiohttp.ClientError as exc:
+        raise AttachmentError(
+            PICTURE_UNAVAILABLE, f"the picture could not be fetched ({type(exc).__name__})"
+        ) from None
+    finally:
+        if own:
+            await client.close()
+
+
+async def _fetch(
+    client: aiohttp.ClientSession, url: str, hosts: tuple[str, ...] | list[str], limits: FetchLimits
+) -> FetchedPicture:
+    for _ in range(limits.max_redirects + 1):
+        async with client.get(url, allow_redirects=False) as response:
+            if response.status in (301, 302, 303, 307, 308):
+                target = response.headers.get("Location", "")
+                url = urljoin(url, target)
+                if not host_allowed(url, hosts):
+                    raise AttachmentError(
+                        PICTURE_FOREIGN_HOST,
+                        "the picture redirects away from your server, so I do not fetch it",
+                    )
+                continue
+            if response.status >= 400:
+                raise AttachmentError(
+                    PICTURE_UNAVAILABLE,
+                    f"your server answered {response.status} for the picture",
+                )
+            content_type = (response.content_type or "").lower()
+            if content_type not in PICTURE_TYPES and content_type not in UNDECLARED:
+                raise AttachmentError(
+                    PICTURE_WRONG_TYPE,
+                    f"the attachment is {content_type}; send a PNG, JPEG or WebP picture",
+                )
+            if response.content_length is not None and response.content_length > limits.max_bytes:
+                raise _too_large(limits)
+            data = bytearray()
+            async for chunk in response.content.iter_chunked(64 * 1024):
+                data.extend(chunk)
+                if len(data) > limits.max_bytes:
+                    raise _too_large(limits)
+            return FetchedPicture(bytes(data), content_type, url)
+    raise AttachmentError(PICTURE_UNAVAILABLE, "the picture's address redirects too often")
+
+
+def _too_large(limits: FetchLimits) -> AttachmentError:
+    return AttachmentError(
+        PICTURE_TOO_LARGE,
+        f"the picture is larger than {limits.max_bytes // 1024} KiB",
+    )
