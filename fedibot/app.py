@@ -134,7 +134,11 @@ class Generators:
             horde_id = worker_name("horde", config.data_dir)
             source = QueueWorkSource(queue, kind="horde", config=gen)
             store = SqlHordeJobStore(queue, horde_id, gen.lease_seconds)
-            self._client = HordeClient(gen.horde)
+            from fedibot.config.secrets import resolve_secrets
+
+            # An `env:NAME` key whose variable was unset at load time is read now (ConfigError
+            # naming it), never sent to the Horde as the literal text.
+            self._client = HordeClient(resolve_secrets(gen.horde, "generator.horde"))
             self.horde = HordeWorker(
                 source,
                 HordeFlow(self._client, store, gen),
