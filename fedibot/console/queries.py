@@ -8,6 +8,7 @@ use `ix_jobs_finished`, lists walk the primary key newest first with keyset pagi
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,10 +17,12 @@ from sqlalchemy.engine import Connection
 
 from fedibot.moderation.allowlist import (
     AuditRecord,
+    DomainVerdict,
     ListEntry,
     Override,
     audit_t,
     bans_t,
+    decide_domain,
     fediseer_t,
     overrides_t,
 )
@@ -97,18 +100,21 @@ def overview(conn: Connection, now: float) -> Overview:
     hour_starts = [start + i * HOUR for i in range(24)]
     per_hour = [0] * 24
     waits: list[list[float]] = [[] for _ in range(24)]
+    # Answered from `ix_console_done_charts` alone (covering); fetched in one go.
     rows = conn.execute(
         select(jobs.c.finished_at, jobs.c.created_at, jobs.c.n, jobs.c.kind).where(
             recent, jobs.c.state == literal_column("'done'")
         )
-    )
+    ).all()
     for finished_at, created_at, n, kind in rows:
         bucket = int((finished_at - start) // HOUR)
         if 0 <= bucket < 24:
-            if kind in ("mention", "campaign"):
-                per_hour[bucket] += int(n or 0)
             if kind == "mention":
-                waits[bucket].append(max(0.0, finished_at - created_at))
+                per_hour[bucket] += n or 0
+                wait = finished_at - created_at
+                waits[bucket].append(wait if wait > 0.0 else 0.0)
+            elif kind == "campaign":
+                per_hour[bucket] += n or 0
     all_waits = [w for bucket in waits for w in bucket]
     held = list(
         conn.execute(
@@ -307,6 +313,48 @@ def fediseer_entries(
     total = int(conn.execute(count).scalar_one())
     rows = conn.execute(query.order_by(fediseer_t.c.domain).offset(offset).limit(limit))
     return [ListEntry(r.domain, r.list, "fediseer", r.since, "", r.provenance) for r in rows], total
+
+
+@dataclass
+class AllowlistPage:
+    overrides: list[Override]
+    override_by: dict[str, Override]
+    verdicts: dict[str, DomainVerdict]  # each override's decision
+    entries: list[ListEntry]  # one page of Fediseer entries
+    total: int
+    runs: list[Any]
+
+
+def allowlist_page(
+    conn: Connection,
+    q: str,
+    which: str,
+    offset: int,
+    limit: int,
+    mode: str,
+    own_domains: Iterable[str],
+) -> AllowlistPage:
+    """Everything the allow-list page reads, in one transaction: the overrides with their
+    decisions (one query for the Fediseer lists of all of them, not two reads per domain),
+    one page of Fediseer entries and the last sync runs."""
+    found = overrides(conn)
+    by_domain = {o.domain: o for o in found}
+    lists: dict[str, str] = {}
+    if by_domain:
+        lists = {
+            domain: list_
+            for domain, list_ in conn.execute(
+                select(fediseer_t.c.domain, fediseer_t.c.list).where(
+                    fediseer_t.c.domain.in_(list(by_domain))
+                )
+            ).all()
+        }
+    verdicts = {
+        o.domain: decide_domain(o.domain, mode, own_domains, o.action, lists.get(o.domain))
+        for o in found
+    }
+    entries, total = fediseer_entries(conn, q, which, offset, limit)
+    return AllowlistPage(found, by_domain, verdicts, entries, total, sync_runs(conn, 10))
 
 
 def sync_runs(conn: Connection, limit: int = 10) -> list[Any]:

@@ -21,7 +21,13 @@ from aiohttp import web
 
 from fedibot.console import auth, charts, images, queries
 from fedibot.console.context import ConsoleContext
-from fedibot.moderation.allowlist import Allowlist, normalize_acct, normalize_domain, write_audit
+from fedibot.moderation.allowlist import (
+    Allowlist,
+    decide_domain,
+    normalize_acct,
+    normalize_domain,
+    write_audit,
+)
 from fedibot.queue import review
 
 log = logging.getLogger("fedibot.console")
@@ -587,27 +593,22 @@ async def review_ban(request: web.Request) -> web.StreamResponse:
 # ------------------------------------------------------------------------ allow-list
 
 
+ALLOWLIST_PAGE = 50  # Fediseer entries a page (offset paging: the list is sorted by domain)
+
+
 async def allowlist_page(request: web.Request) -> web.Response:
     ctx = ctx_of(request)
     q = request.query.get("q", "")[:255]
     which = request.query.get("list", "")
     offset = opt_int(request.query.get("offset")) or 0
-    limit = 100
-    overrides = await ctx.db.run(queries.overrides)
-    entries, total = await ctx.db.run(queries.fediseer_entries, q, which, offset, limit)
-    override_by = {o.domain: o for o in overrides}
-    runs = await ctx.db.run(queries.sync_runs, 10)
-    al = allowlist_for(request)
-
-    def show_all(conn: Any) -> dict[str, Any]:  # one transaction, not one per domain
-        return {o.domain: al.show_blocking(conn, o.domain) for o in overrides}
-
-    verdicts = await ctx.db.run(show_all)
-    decide = _decide_entry(ctx)
+    limit = ALLOWLIST_PAGE
+    mode = ctx.config.policy.mode
+    own = ctx.config.own_domains  # a computed property: once a request, not once a row
+    page = await ctx.db.run(queries.allowlist_page, q, which, offset, limit, mode, own)
     rows = []
-    for e in entries:  # plain strings: the template only prints them
-        o = override_by.get(e.domain)
-        v = decide(e, o)
+    for e in page.entries:  # plain strings: the template only prints them
+        o = page.override_by.get(e.domain)
+        v = decide_domain(e.domain, mode, own, o.action if o else None, e.action)
         decision = f"{'allowed' if v.allowed else 'denied'} ({v.source})"
         if o is not None:
             decision += f" — manual {o.action}"
@@ -615,34 +616,19 @@ async def allowlist_page(request: web.Request) -> web.Response:
     return render(
         request,
         "allowlist.html",
-        mode=ctx.config.policy.mode,
-        overrides=overrides,
+        mode=mode,
+        overrides=page.overrides,
         rows=rows,
-        total=total,
+        total=page.total,
         offset=offset,
         limit=limit,
         q=q,
         which=which,
-        override_by=override_by,
-        verdicts=verdicts,
-        runs=runs,
+        override_by=page.override_by,
+        verdicts=page.verdicts,
+        runs=page.runs,
         fediseer=ctx.config.fediseer,
     )
-
-
-def _decide_entry(ctx: ConsoleContext) -> Callable[[Any, Any], Any]:
-    from fedibot.moderation.allowlist import decide_domain
-
-    def decide(entry: Any, override: Any) -> Any:
-        return decide_domain(
-            entry.domain,
-            ctx.config.policy.mode,
-            ctx.config.own_domains,
-            override.action if override else None,
-            entry.action,
-        )
-
-    return decide
 
 
 async def allowlist_override(request: web.Request) -> web.StreamResponse:

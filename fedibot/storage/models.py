@@ -195,6 +195,24 @@ class Job(Base):
             sqlite_where=text("finished_at IS NOT NULL"),
             postgresql_where=text("finished_at IS NOT NULL"),
         ),
+        # The console overview's 24-hour counts and charts: covering (migration 0007).
+        Index(
+            "ix_console_finished_state",
+            "finished_at",
+            "state",
+            sqlite_where=text("finished_at IS NOT NULL"),
+            postgresql_where=text("finished_at IS NOT NULL"),
+        ),
+        Index(
+            "ix_console_done_charts",
+            "finished_at",
+            "kind",
+            "created_at",
+            "n",
+            "state",
+            sqlite_where=text("finished_at IS NOT NULL AND state = 'done'"),
+            postgresql_where=text("finished_at IS NOT NULL AND state = 'done'"),
+        ),
         # The console's review queue and opt-out list (few rows each; see fedibot/console).
         Index(
             "ix_jobs_console_withheld",

@@ -417,3 +417,68 @@ async def test_images_kept_in_the_database_are_served_and_deleted_with_a_discard
     await c.post(f"/review/{job_id}/discard", {"reason": "rules"})
     stored = await c.ctx.db.run(lambda conn: DatabaseImageStore().get(conn, job_id, [0]))
     assert stored == {}
+
+
+async def test_allowlist_pages_fediseer_entries_fifty_at_a_time(signed_in) -> None:
+    c = signed_in
+
+    def fill(conn: Any) -> None:
+        conn.execute(
+            insert(fediseer_t),
+            [
+                {
+                    "domain": f"d{i:03d}.example",
+                    "list": "deny" if i == 60 else "allow",
+                    "provenance": {},
+                    "since": NOW,
+                }
+                for i in range(120)
+            ],
+        )
+
+    await c.ctx.db.run(fill)
+    await c.post("/allowlist/override", {"domain": "d060.example", "action": "allow"})
+    first = await (await c.client.get("/allowlist")).text()
+    assert "Fediseer entries (120)" in first
+    assert "<td>d000.example</td>" in first and "<td>d049.example</td>" in first
+    assert "<td>d050.example</td>" not in first
+    assert 'href="/allowlist?q=&amp;list=&amp;offset=50">Next' in first
+    assert "Previous" not in first
+
+    second = await (await c.client.get("/allowlist?offset=50")).text()
+    assert "<td>d050.example</td>" in second and "<td>d099.example</td>" in second
+    assert "<td>d049.example</td>" not in second and "<td>d100.example</td>" not in second
+    # the row with an override: decided by it, computed for the rows shown
+    assert "<td>d060.example</td><td>deny</td><td>allowed (override) — manual allow" in second
+    assert 'href="/allowlist?q=&amp;list=&amp;offset=0">← Previous' in second
+    assert 'offset=100">Next' in second
+
+    last = await (await c.client.get("/allowlist?offset=100")).text()
+    assert "<td>d119.example</td>" in last and "<td>d099.example</td>" not in last
+    assert "Next" not in last and 'offset=50">← Previous' in last
+    # paging keeps the filter
+    filtered = await (await c.client.get("/allowlist?list=allow&offset=50")).text()
+    assert "Fediseer entries (119)" in filtered
+    assert 'href="/allowlist?q=&amp;list=allow&amp;offset=0">← Previous' in filtered
+    # the overrides table: one decision each (from one query for all of them)
+    assert "<td>d060.example</td><td>allow</td>\n      <td>allowed (override)</td>" in first
+
+
+async def test_overview_24h_queries_read_the_covering_indexes_only(signed_in) -> None:
+    """Migration 0007: the overview's two 24-hour queries never touch the jobs table."""
+
+    def plans(conn: Any) -> list[str]:
+        found = []
+        for sql in (
+            "SELECT state, count(*) FROM jobs WHERE finished_at IS NOT NULL"
+            " AND finished_at > 1 GROUP BY state",
+            "SELECT finished_at, created_at, n, kind FROM jobs WHERE finished_at IS NOT NULL"
+            " AND finished_at > 1 AND state = 'done'",
+        ):
+            rows = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql).all()
+            found.append(" ".join(str(r[-1]) for r in rows))
+        return found
+
+    counts, charts = await signed_in.ctx.db.run(plans)
+    assert "COVERING INDEX ix_console_finished_state" in counts
+    assert "COVERING INDEX ix_console_done_charts" in charts
