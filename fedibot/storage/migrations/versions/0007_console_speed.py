@@ -1,7 +1,7 @@
 """console speed: covering indexes for the overview's 24-hour counts and charts
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 
 Both are partial on `finished_at IS NOT NULL` like `ix_jobs_finished`, and hold every column
 their query reads (`state` too: SQLite 3.40 does not count a partial index's own WHERE
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0007"
-down_revision = "0005"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
