@@ -117,9 +117,11 @@ class _Window:
     limit: int
     seconds: float
     hits: list[float] = field(default_factory=list)
+    # the server's clock; tests that move time replace it (`FakeLemmy.set_clock`)
+    clock: Callable[[], float] = time.monotonic
 
     def allow(self) -> bool:
-        now = time.monotonic()
+        now = self.clock()
         self.hits = [t for t in self.hits if t > now - self.seconds]
         if len(self.hits) >= self.limit:
             return False
@@ -150,6 +152,7 @@ class FakeLemmy:
         self.v3_compat_site = v3_compat_site
         self.max_upload_bytes = max_upload_bytes
         self.rate_limits = dict(DEFAULT_RATE_LIMITS) | dict(rate_limits or {})
+        self._window_clock: Callable[[], float] = time.monotonic
         self._windows = {k: _Window(int(n), float(s)) for k, (n, s) in self.rate_limits.items()}
         self._ids = {
             k: itertools.count(1)
@@ -210,6 +213,12 @@ class FakeLemmy:
         await self.close()
 
     # --- test controls -------------------------------------------------------------------
+
+    def set_clock(self, clock: Callable[[], float]) -> None:
+        """Run the server's rate-limit windows on `clock` (a test's injected time)."""
+        self._window_clock = clock
+        for window in self._windows.values():
+            window.clock = clock
 
     def add_user(
         self,
@@ -372,7 +381,7 @@ class FakeLemmy:
 
     def set_rate_limit(self, kind: str, count: int, seconds: float) -> None:
         self.rate_limits[kind] = (count, seconds)
-        self._windows[kind] = _Window(count, seconds)
+        self._windows[kind] = _Window(count, seconds, clock=self._window_clock)
 
     def fail_next(
         self, method: str, path: str, status: int, error: str | None = None, times: int = 1

@@ -195,7 +195,6 @@ async def test_listen_polls_until_cancelled_and_delivers_new_items(
     adapter: LemmyAdapter, fake: FakeLemmy, alice: dict, sink
 ) -> None:
     task = asyncio.create_task(adapter.listen(sink))
-    await asyncio.sleep(0.1)  # listening already (or not yet: the item comes either way)
     pm = fake.private_message(alice, "late")
     deadline = asyncio.get_running_loop().time() + 30
     while not (sink.mentions and unread(fake) == 0):  # delivered and acknowledged

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import replace
 
 import aiohttp
@@ -155,6 +154,7 @@ async def test_a_spent_image_budget_delays_the_reply_until_the_window_frees(
     assert adapter.limits.image == (2, 1.0)
     now = [100.0]  # the adapter's window runs on a clock the test moves
     adapter._images = SlidingWindow(*adapter.limits.image, clock=lambda: now[0])
+    fake.set_clock(lambda: now[0])  # the server's window moves with the same clock
     fake.mention(alice, "one")
     fake.mention(alice, "two")
     await adapter.catch_up(sink)
@@ -172,7 +172,6 @@ async def test_a_spent_image_budget_delays_the_reply_until_the_window_frees(
 
     now[0] += 0.75
     assert adapter.estimated_wait(1) == 0.0
-    await asyncio.sleep(1.05)  # the fake server's own (real-time) window frees too
     result = await adapter.post(later)
     assert len(fake.images) == 3
     assert result.remote_id == str(fake.comments_by(fake.bot)[-1]["id"])
