@@ -44,6 +44,12 @@ class Adapter(Protocol):
     name: str
     platform: str
 
+    @property
+    def idempotency_window(self) -> float:
+        """Seconds the server surely remembers a request token (`OutgoingPost.request_token`)
+        and refuses its repeat; 0.0 when the adapter does not rely on one."""
+        ...
+
     async def start(self) -> Account:
         """Verify credentials, set the bot flag etc.; return the bot's own account."""
         ...

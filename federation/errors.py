@@ -43,3 +43,18 @@ class RemoteGone(PermanentError):
     """The thing we answer (status, comment, message) was deleted or removed."""
 
     code = "request_deleted"
+
+
+class OutcomeUnknown(TransientError):
+    """The request went out but no answer came back (a timeout, a dropped connection, a
+    5xx): the server may have carried it out. Retried like any `TransientError`; the
+    post-once path keeps the attempt's request token so that a retry is recognised."""
+
+
+class DeliveryUnconfirmed(PermanentError):
+    """An earlier attempt may have posted this, and the server offers no way to check (Lemmy
+    1.0 keeps no list of messages sent to remote users, and its idempotency keys last two
+    minutes). Not sent again: a duplicate private message is the worse harm. The job stays
+    `failed` with this code until an operator sends it anyway (`fedibot queue retry`)."""
+
+    code = "delivery_unconfirmed"

@@ -1,10 +1,13 @@
 """The Lemmy adapter: polls the bot's inbox and answers with comments or private messages.
 
-Lemmy has no push and no idempotency keys, so:
+Lemmy has no push, and only 1.0 knows idempotency keys (for two minutes), so:
 * the inbox is polled (mentions, replies to the bot's comments, private messages; one
   notification list on 1.0) and an item is marked read only after the sink returned;
 * a reply carries an invisible markdown marker (`[//]: # (fedibot:<key>)`) so that
   `find_existing_reply` can find it again after a crash;
+* on 1.0 every comment and message is sent with the attempt's `Idempotency-Key`: a retry
+  inside the server's memory of it is refused (422) instead of posted twice. That is the only
+  protection for a message to a *remote* user, which 1.0 lists nowhere (see `find_post`);
 * comments and image uploads are paced to the instance's `local_site_rate_limit`: a spent
   budget raises `TransientError(retry_after=…)` at once and the queue holds the work.
 """
@@ -31,6 +34,8 @@ from federation.budgets import BudgetLimit, ServerHint, slower
 from federation.errors import (
     AdapterError,
     AuthError,
+    DeliveryUnconfirmed,
+    OutcomeUnknown,
     PermanentError,
     RemoteGone,
     TransientError,
@@ -90,6 +95,14 @@ _RATE_LIMIT_CODES = frozenset({"rate_limit_error", "too_many_requests"})
 _ALREADY_DELETED_CODES = frozenset({"couldnt_update_comment", "couldnt_update"})
 _MAX_INBOX_PAGES = 20  # per list and poll: 1,000 unread items
 _MAX_LOOKUP_PAGES = 4  # pages of a conversation searched for an earlier message
+# Lemmy 1.0 `crates/routes/src/middleware/idempotency.rs`: a POST or PUT from a logged-in user
+# with an `Idempotency-Key` of at most 32 characters that it saw before answers 422 with an
+# empty body. Keys are swept every 120 s once they are 120 s old, so a key is remembered for
+# 120–240 s (in memory: a server restart forgets them). 0.19 has no such middleware.
+_IDEMPOTENCY_MEMORY = 120.0
+_IDEMPOTENCY_MARGIN = 10.0  # our clock against the server's: the request's travel, rounding
+# A message that Lemmy confirmed only by refusing its repeat (422): its id is not known.
+UNKNOWN_PM = "pm:unknown"
 _MARKER = "[//]: # (fedibot:{key})"
 
 
@@ -97,6 +110,13 @@ class RateLimited(TransientError):
     """The instance answered `rate_limit_error` (0.19, 400) or `too_many_requests` (1.0, 429)."""
 
     code = "rate_limited"
+
+
+class _AlreadyReceived(AdapterError):
+    """422 with an empty body to a request carrying our `Idempotency-Key`: the server saw this
+    very request before (1.0). What became of it the caller must find out."""
+
+    code = "already_received"
 
 
 class LockedPostError(PermanentError):
@@ -226,6 +246,13 @@ class LemmyAdapter:
             await self._session.close()
             self._session = None
 
+    @property
+    def idempotency_window(self) -> float:
+        """1.0 refuses a repeated `Idempotency-Key` for at least 120 s; 0.19 not at all."""
+        if self.api is None or self.api.version != "v4":
+            return 0.0
+        return _IDEMPOTENCY_MEMORY - _IDEMPOTENCY_MARGIN
+
     async def _ensure_started(self) -> LemmyApi:
         if self.api is None:
             await self.start()
@@ -327,11 +354,18 @@ class LemmyAdapter:
         auth: bool = True,
         relogin: bool = True,
         form: Callable[[], aiohttp.FormData] | None = None,
+        idempotency_key: str | None = None,
     ) -> JSON:
-        """One API call → its JSON body, or the matching AdapterError."""
+        """One API call → its JSON body, or the matching AdapterError.
+
+        A request that went out without an answer (a timeout, a dropped connection, a
+        proxy's 504) is `OutcomeUnknown`: it may have been carried out. One that never left
+        (no connection) or that the server answered is not."""
         session = await self._http()
         token = self._jwt if auth else None
         headers: dict[str, str] = {}
+        if idempotency_key and self.api is not None and self.api.version == "v4":
+            headers["Idempotency-Key"] = idempotency_key
         if token:
             headers["Authorization"] = f"Bearer {token}"
             if form is not None:
@@ -348,8 +382,12 @@ class LemmyAdapter:
                 status = resp.status
                 text = await resp.text()
                 retry_after = _retry_after(resp.headers.get("Retry-After"))
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except aiohttp.ClientConnectorError as exc:  # nothing was sent
             raise TransientError(
+                f"lemmy {self.name}: {call.method} {call.path}: {type(exc).__name__}"
+            ) from exc
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise OutcomeUnknown(
                 f"lemmy {self.name}: {call.method} {call.path}: {type(exc).__name__}"
             ) from exc
         body = _json_or_none(text)
@@ -364,8 +402,12 @@ class LemmyAdapter:
             if relogin and self.config.password is not None:
                 log.info("lemmy %s: token expired, logging in again", self.name)
                 await self._login(stale=token)
-                return await self._request(call, auth=auth, relogin=False, form=form)
+                return await self._request(
+                    call, auth=auth, relogin=False, form=form, idempotency_key=idempotency_key
+                )
             raise AuthError(f"lemmy {self.name}: {call.path} refused the token ({code or status})")
+        if status == 422 and idempotency_key and not text.strip():
+            raise _AlreadyReceived(f"lemmy {self.name}: {call.path}: a repeated request")
         error = self._error(call, status, code, retry_after)
         vars(error)["lemmy_code"] = code
         message = str(body.get("message") or "") if body else ""
@@ -383,7 +425,9 @@ class LemmyAdapter:
             return RemoteGone(where)
         if code == "locked":
             return LockedPostError(where)
-        if status >= 500:
+        if status == 504:  # a proxy gave up waiting: Lemmy may still have done it
+            return OutcomeUnknown(where, retry_after=retry_after)
+        if status >= 500:  # Lemmy (or a proxy that never reached it) answered: not done
             return TransientError(where, retry_after=retry_after)
         if code in _AUTH_CODES or status == 401:
             return AuthError(where)
@@ -592,12 +636,37 @@ class LemmyAdapter:
             content = _compose(post, urls, as_links=False)
             try:
                 body = await self._paced(
-                    self._comments, api.create_comment(content, int(post_id), parent_id)
+                    self._comments,
+                    api.create_comment(content, int(post_id), parent_id),
+                    idempotency_key=post.request_token,
                 )
             except LockedPostError:
                 return await self._locked(post, post.context.get("creator_id"))
+            except _AlreadyReceived:
+                return await self._received_before(post)
             comment = (body.get("comment_view") or {}).get("comment") or {}
             return PostResult(remote_id=str(comment["id"]), url=comment.get("ap_id"))
+
+    async def _received_before(self, post: OutgoingPost) -> PostResult:
+        """1.0 refused a repeat of this attempt's request: the first one reached it. The
+        comment or message is looked up; a message to a remote user cannot be, and counts as
+        sent (`UNKNOWN_PM`). Not found otherwise: the first request failed on the server
+        (e.g. rate limited); the attempt is retried with a new token once this one expires."""
+        found = await self.find_existing_reply(post)
+        if found is not None:
+            return found
+        if self._pm_unlisted(post, await self._answered_by_message(post)):
+            log.warning(
+                "lemmy %s: %s repeats a message the instance already received; its id "
+                "cannot be looked up (a remote recipient on Lemmy 1.0), so it is not sent again",
+                self.name,
+                post.idempotency_key,
+            )
+            return PostResult(remote_id=UNKNOWN_PM, url=None)
+        raise OutcomeUnknown(
+            f"lemmy {self.name}: the instance received this reply before, but it is not there",
+            retry_after=self.idempotency_window,
+        )
 
     async def _locked(self, post: OutgoingPost, creator_id: Any) -> PostResult:
         if self.config.locked_post_fallback != "private_message":
@@ -617,9 +686,14 @@ class LemmyAdapter:
         self._check_budget(self._messages, len(self._missing_uploads(post)))
         urls = list(post.media_refs) or await self._upload_all(post.media)
         content = _compose(post, urls, as_links=True)
-        body = await self._paced(
-            self._messages, self.api.create_private_message(content, recipient_id)
-        )
+        try:
+            body = await self._paced(
+                self._messages,
+                self.api.create_private_message(content, recipient_id),
+                idempotency_key=post.request_token,
+            )
+        except _AlreadyReceived:
+            return await self._received_before(post)
         pm = (body.get("private_message_view") or {}).get("private_message") or {}
         return PostResult(remote_id=f"pm:{pm['id']}", url=pm.get("ap_id"))
 
@@ -638,10 +712,11 @@ class LemmyAdapter:
         bucket: SlidingWindow,
         call: Call,
         form: Callable[[], aiohttp.FormData] | None = None,
+        idempotency_key: str | None = None,
     ) -> JSON:
         """A call counted against `bucket` (counted when it finishes, as the server saw it)."""
         try:
-            return await self._request(call, form=form)
+            return await self._request(call, form=form, idempotency_key=idempotency_key)
         except RateLimited as exc:
             bucket.block(bucket.slot_seconds)
             wait = max(exc.retry_after or 0.0, bucket.wait_for(1))
@@ -773,11 +848,47 @@ class LemmyAdapter:
         return True  # 2xx/3xx, or a server without HEAD (405): attach it
 
     async def find_post(self, post: OutgoingPost, lookup: PostLookup) -> PostResult | None:
-        """The earlier attempt's comment or message, by the invisible marker of its key."""
-        found = await self.find_existing_reply(replace(post, idempotency_key=lookup.key))
-        if found is None or found.remote_id in lookup.exclude:
+        """The earlier attempt's comment or message, by the invisible marker of its key.
+
+        Lemmy 1.0 lists a message the bot sent only when its recipient is local (it writes
+        notification rows for local users only). For a message to a remote user after an
+        unanswered attempt: inside the server's idempotency memory the post goes ahead with
+        the same request token (a repeat is refused, see `_received_before`); after it,
+        nothing can tell whether the message went out: `DeliveryUnconfirmed`."""
+        post = replace(post, idempotency_key=lookup.key)
+        found = await self.find_existing_reply(post)
+        if found is not None and found.remote_id not in lookup.exclude:
+            return found
+        unsettled = lookup.unsettled_for
+        if unsettled is None or unsettled < self.idempotency_window:
             return None
-        return found
+        if self._pm_unlisted(post, await self._answered_by_message(post)):
+            raise DeliveryUnconfirmed(
+                f"lemmy {self.name}: an attempt {unsettled:.0f} s ago got no answer, and Lemmy "
+                "1.0 lists no messages sent to remote users: not sending it twice"
+            )
+        return None
+
+    async def _answered_by_message(self, post: OutgoingPost) -> bool:
+        """Whether `post` goes out as a private message (a message, or a locked post)."""
+        if _is_pm(post):
+            return True
+        parent_id = _comment_id(post.in_reply_to_id)
+        if parent_id is None or self.config.locked_post_fallback != "private_message":
+            return False
+        assert self.api is not None
+        try:
+            view = (await self._request(self.api.get_comment(parent_id))).get("comment_view")
+        except RemoteGone:
+            return False
+        return bool(((view or {}).get("post") or {}).get("locked"))
+
+    def _pm_unlisted(self, post: OutgoingPost, as_message: bool) -> bool:
+        """A private message that the instance lists nowhere once sent (1.0, remote user)."""
+        if not as_message or self.api is None or self.api.version != "v4":
+            return False
+        recipient = post.recipient
+        return recipient is None or recipient.domain != self._me_domain.lower()
 
     async def request_exists(self, mention: Mention) -> bool:
         """False when the mention (comment or private message) was deleted or removed."""
@@ -801,6 +912,11 @@ class LemmyAdapter:
     async def delete(self, remote_id: str) -> None:
         """Delete one of the bot's comments (`"123"`) or private messages (`"pm:123"`)."""
         api = await self._ensure_started()
+        if remote_id == UNKNOWN_PM:
+            raise PermanentError(
+                f"lemmy {self.name}: this message was confirmed without its id; delete it in "
+                "the bot account's web interface"
+            )
         if remote_id.startswith("pm:"):
             call = api.delete_private_message(int(remote_id.removeprefix("pm:")))
         else:

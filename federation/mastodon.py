@@ -473,6 +473,9 @@ class MastodonAdapter:
     """A bot account on a Mastodon-API server; implements `federation.base.Adapter`."""
 
     platform = "mastodon"
+    # Mastodon keeps the stable `idempotency_key` an hour itself (and `find_post` looks after
+    # that): the short per-attempt request token is not used.
+    idempotency_window = 0.0
 
     # Tunables (attributes so tests and the lead can adjust them without config keys).
     max_inline_wait = 2.0  # a budget wait longer than this raises TransientError instead

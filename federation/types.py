@@ -134,6 +134,10 @@ class OutgoingPost:
     # Uploads made earlier for `media` (one server reference per item, same order: Mastodon
     # media ids, Lemmy image URLs). When set, the adapter attaches these and uploads nothing.
     media_refs: tuple[str, ...] = ()
+    # This attempt's short request token, chosen by the post-once path: the same on a retry
+    # of a call whose answer never came, while the server still remembers it (see
+    # `Adapter.idempotency_window`), else new. Lemmy 1.0 sends it as `Idempotency-Key`.
+    request_token: str | None = None
 
 
 @dataclass(frozen=True)
@@ -144,6 +148,9 @@ class PostLookup:
     text: str = ""  # the text of the first attempt (a retry's text may differ slightly)
     media_refs: tuple[str, ...] = ()  # uploads recorded for it before it was posted
     exclude: frozenset[str] = frozenset()  # remote ids of the job's other posts (e.g. notice)
+    # Seconds since an earlier attempt's post call that got no answer (a crash, a timeout, a
+    # 5xx: it may have posted); None when every earlier call was answered or none was made.
+    unsettled_for: float | None = None
 
 
 @dataclass(frozen=True)

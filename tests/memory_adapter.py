@@ -12,6 +12,7 @@ from federation.types import MediaItem, Mention, OutgoingPost, PostLookup, PostR
 class MemoryAdapter:
     name = "main"
     platform = "memory"
+    idempotency_window = 0.0
 
     def __init__(self) -> None:
         self.posts: list[OutgoingPost] = []

@@ -292,7 +292,8 @@ def queue_show(job_id: int, as_json: bool, save_dir: str | None) -> None:
 @queue.command("retry")
 @click.argument("job_id", type=click.IntRange(1, 2**63 - 1))
 def queue_retry(job_id: int) -> None:
-    """Queue a failed or cancelled job again."""
+    """Queue a failed or cancelled job again (a `delivery_unconfirmed` reply is sent again
+    with its images)."""
     config = load_config_or_exit()
     q = _open_queue(config)
     ok = run_async(q.retry(job_id))

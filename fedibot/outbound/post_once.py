@@ -8,17 +8,22 @@ The post-once contract (docs/outbound.md):
    (`find_post`), whatever the idempotency key's lifetime there;
 3. upload — each image's server reference is recorded as soon as it is uploaded and reused
    on the next attempt while the server still has it (`media_available`);
-4. post — with the install-unique idempotency key `fedibot-<install>-<job>-<kind>` and a
+4. post — with the install-unique idempotency key `fedibot-<install>-<job>-<kind>`, a short
+   request token recorded with its time right before the call (`send_token`), and a
    visibility never wider than the request (`federation.visibility.reply_visibility`);
 5. record — the row becomes `posted` with the remote id.
 
 A crash anywhere between 1 and 5 leaves a row that the next attempt finds, so nothing is
-posted twice and no upload is repeated.
+posted twice and no upload is repeated. Where the server cannot be searched (Lemmy 1.0's
+messages to remote users), the request token does the work: a call that got no answer is
+repeated with the same token while the server remembers it (`Adapter.idempotency_window`),
+so the server refuses the repeat; after that the adapter raises `DeliveryUnconfirmed`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -30,6 +35,7 @@ from sqlalchemy import Connection, Table, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from federation.base import Adapter
+from federation.errors import AdapterError, OutcomeUnknown
 from federation.types import OutgoingPost, PostLookup, PostResult, Visibility
 from federation.visibility import reply_visibility
 from fedibot.storage.database import Database
@@ -73,6 +79,14 @@ class Intent:
     attempts: int  # attempts before this one
     remote_id: str | None
     url: str | None
+    send_token: str | None = None  # the last post call's token while it has no answer
+    send_started_at: float | None = None  # when that call was first made
+
+
+def request_token(key: str, attempt: int) -> str:
+    """32 hex characters for attempt `attempt` of the post `key` (Lemmy 1.0 ignores an
+    `Idempotency-Key` longer than 32 characters)."""
+    return hashlib.sha256(f"{key}#{attempt}".encode()).hexdigest()[:32]
 
 
 class OutboundStore:
@@ -137,6 +151,24 @@ class OutboundStore:
         )
         await self.db.run(lambda conn: conn.execute(stmt))
 
+    async def begin_send(self, intent_id: int, token: str, started_at: float) -> None:
+        """Right before the post call: its token and when it was first sent."""
+        stmt = (
+            update(outbound)
+            .where(outbound.c.id == intent_id)
+            .values(send_token=token, send_started_at=started_at, updated_at=self.clock())
+        )
+        await self.db.run(lambda conn: conn.execute(stmt))
+
+    async def settle(self, intent_id: int) -> None:
+        """The server answered the post call with a refusal: nothing was posted."""
+        stmt = (
+            update(outbound)
+            .where(outbound.c.id == intent_id)
+            .values(send_token=None, send_started_at=None, updated_at=self.clock())
+        )
+        await self.db.run(lambda conn: conn.execute(stmt))
+
     async def mark_posted(self, intent_id: int, result: PostResult) -> None:
         now = self.clock()
         stmt = (
@@ -148,6 +180,8 @@ class OutboundStore:
                 url=result.url,
                 posted_at=now,
                 updated_at=now,
+                send_token=None,
+                send_started_at=None,
             )
         )
         await self.db.run(lambda conn: conn.execute(stmt))
@@ -163,6 +197,8 @@ def _intent(row: Any) -> Intent:
         attempts=int(row.attempts or 0),
         remote_id=row.remote_id,
         url=row.url,
+        send_token=row.send_token,
+        send_started_at=row.send_started_at,
     )
 
 
@@ -171,6 +207,7 @@ class PostOnce:
 
     def __init__(self, db: Database, clock: Callable[[], float] = time.time) -> None:
         self.db = db
+        self.clock = clock
         self.store = OutboundStore(db, clock)
         self._install: str | None = None
 
@@ -219,12 +256,16 @@ class PostOnce:
         intent = await self.store.intend(job_id, kind, adapter.name, key, post.text)
         if intent.state == IntentState.POSTED and intent.remote_id:
             return PostResult(remote_id=intent.remote_id, url=intent.url)
+        unsettled_for = None
+        if intent.send_token is not None and intent.send_started_at is not None:
+            unsettled_for = max(0.0, self.clock() - intent.send_started_at)
         if intent.attempts > 0 or maybe_posted:  # we may have posted before a crash: look
             lookup = PostLookup(
                 key=key,
                 text=intent.text,
                 media_refs=intent.media_refs,
                 exclude=await self.store.other_posts(job_id, kind),
+                unsettled_for=unsettled_for,
             )
             found = await adapter.find_post(post, lookup)
             if found is not None:
@@ -234,9 +275,32 @@ class PostOnce:
         if before_post is not None:
             await before_post()
         refs = await self._uploads(adapter, intent, post)
-        result = await adapter.post(dataclasses.replace(post, media_refs=tuple(refs)))
+        token, started_at = self._token(adapter, intent, unsettled_for)
+        await self.store.begin_send(intent.id, token, started_at)
+        try:
+            result = await adapter.post(
+                dataclasses.replace(post, media_refs=tuple(refs), request_token=token)
+            )
+        except OutcomeUnknown:
+            raise  # it may be on the server: the next attempt repeats this token or looks
+        except AdapterError:
+            await self.store.settle(intent.id)  # the server answered: nothing was posted
+            raise
         await self.store.mark_posted(intent.id, result)
         return result
+
+    def _token(
+        self, adapter: Adapter, intent: Intent, unsettled_for: float | None
+    ) -> tuple[str, float]:
+        """The unanswered call's token while the server remembers it, else a new one."""
+        if (
+            intent.send_token is not None
+            and intent.send_started_at is not None
+            and unsettled_for is not None
+            and unsettled_for < adapter.idempotency_window
+        ):
+            return intent.send_token, intent.send_started_at
+        return request_token(intent.key, intent.attempts), self.clock()
 
     async def _uploads(self, adapter: Adapter, intent: Intent, post: OutgoingPost) -> list[str]:
         """One server reference per image: the recorded one while the server has it, else a

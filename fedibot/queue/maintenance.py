@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
+    Table,
     and_,
     delete,
     func,
@@ -16,6 +17,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection, Row
 
+from federation.errors import DeliveryUnconfirmed
 from fedibot.queue.core import (
     IS_QUEUED,
     QueueCore,
@@ -31,8 +33,11 @@ from fedibot.storage.images import (
 )
 from fedibot.storage.models import (
     JobState,
+    OutboundPost,
     ReplyState,
 )
+
+outbound = cast(Table, OutboundPost.__table__)
 
 
 class Maintenance(QueueCore):
@@ -69,13 +74,19 @@ class Maintenance(QueueCore):
         return True
 
     async def retry(self, job_id: int) -> bool:
-        """Put a failed or cancelled job back in the queue with fresh attempts."""
+        """Put a failed or cancelled job back in the queue with fresh attempts. A reply that
+        may have gone out already (`delivery_unconfirmed`) is sent again with its images: the
+        operator decided that a second copy is better than none."""
         now = self._now()
 
         def _retry(conn: Connection) -> str | None:
-            row = conn.execute(select(jobs.c.state, jobs.c.kind).where(jobs.c.id == job_id)).first()
+            row = conn.execute(
+                select(jobs.c.state, jobs.c.kind, jobs.c.error_code).where(jobs.c.id == job_id)
+            ).first()
             if row is None or row.state not in (JobState.FAILED, JobState.CANCELLED):
                 return None
+            if row.error_code == DeliveryUnconfirmed.code:
+                return self._send_again(conn, job_id, now)
             if row.kind not in ("mention", "campaign"):
                 return None  # help/delete notices are not generated
             old_paths.extend(
@@ -112,8 +123,35 @@ class Maintenance(QueueCore):
         if old is None:
             return False
         await asyncio.to_thread(remove_legacy_files, old_paths)
-        self._transition(job_id, old, JobState.QUEUED, "retry")
+        if old == JobState.GENERATED:
+            self._transition(job_id, JobState.FAILED, JobState.GENERATED, "send again")
+        else:
+            self._transition(job_id, old, JobState.QUEUED, "retry")
         return True
+
+    @staticmethod
+    def _send_again(conn: Connection, job_id: int, now: float) -> str:
+        """failed (`delivery_unconfirmed`) → generated, images kept; the unanswered post call
+        is forgotten, so the next attempt posts with a new request token."""
+        conn.execute(
+            update(outbound)
+            .where(outbound.c.job_id == job_id, outbound.c.state != "posted")
+            .values(send_token=None, send_started_at=None, updated_at=now)
+        )
+        conn.execute(
+            update(jobs)
+            .where(jobs.c.id == job_id)
+            .values(
+                state=JobState.GENERATED,
+                reply_attempts=0,
+                not_before=0.0,
+                error_code=None,
+                error_message=None,
+                finished_at=None,
+                updated_at=now,
+            )
+        )
+        return str(JobState.GENERATED)
 
     async def update_queued(self, job_id: int, **values: Any) -> bool:
         """Change a job that is still queued (a request edited before it was handled)."""

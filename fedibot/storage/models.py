@@ -442,6 +442,10 @@ class OutboundPost(Base):
     created_at: Mapped[float] = mapped_column(Float)
     updated_at: Mapped[float] = mapped_column(Float)
     posted_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # The post call in flight, or left without an answer (a crash, a timeout, a 5xx): its
+    # request token and when it was first sent. Cleared when the server answers.
+    send_token: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    send_started_at: Mapped[float | None] = mapped_column(Float, nullable=True)
 
     __table_args__ = (
         UniqueConstraint("job_id", "kind", name="uq_outbound_job_kind"),

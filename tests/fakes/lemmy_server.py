@@ -25,7 +25,12 @@ packages, see tests/lemmy/lemmy_reference.py):
           e.g. a bad query string, → `{"error": "unknown", "message": ...}`),
           `crates/db_views/notification/src/impls.rs` (the notification list and its filters),
           `crates/diesel_utils/src/pagination.rs` (`next_page` only after a full page),
-          `crates/db_schema/src/utils/mod.rs` (limit 1..=50, default 20; 0.19: default 10)
+          `crates/db_schema/src/utils/mod.rs` (limit 1..=50, default 20; 0.19: default 10),
+          `crates/routes/src/middleware/idempotency.rs` + `crates/server/src/lib.rs` (the
+          `Idempotency-Key` middleware, after the session middleware and before the routes'
+          rate limiters: POST/PUT, keys ≤ 32 characters, per local user, a repeat → 422 with
+          an empty body; swept every 120 s once 120 s old, so kept 120–240 s; modelled here
+          as exactly 120 s, the least the server guarantees). 0.19.20 has no such middleware.
 
 Lemmy 1.0 renamed `actor_id` → `ap_id` and `published`/`updated` → `published_at`/`updated_at`.
 
@@ -93,6 +98,7 @@ class LoggedRequest:
     status: int = 0
     response: Any = None  # the JSON answer (None if not JSON)
     multipart_fields: tuple[str, ...] = ()  # form field names of a multipart upload
+    idempotency_key: str | None = None  # the `Idempotency-Key` header, if one was sent
 
 
 @dataclass
@@ -102,6 +108,7 @@ class _Failure:
     status: int
     body: JSON
     times: int
+    after: bool = False  # the request is carried out; only its answer is replaced
 
 
 @dataclass
@@ -181,6 +188,9 @@ class FakeLemmy:
         self.images: dict[str, _Image] = {}
         self.tokens: dict[str, int] = {}
         self.login_count = 0
+        # [S1] idempotency.rs: (local user id, key) → when first seen (the window clock)
+        self.idempotency_keys: dict[tuple[int, str], float] = {}
+        self.idempotency_memory = 120.0
         self.requests: list[LoggedRequest] = []
         self._failures: list[_Failure] = []
         self._runner: web.AppRunner | None = None
@@ -384,11 +394,20 @@ class FakeLemmy:
         self._windows[kind] = _Window(count, seconds, clock=self._window_clock)
 
     def fail_next(
-        self, method: str, path: str, status: int, error: str | None = None, times: int = 1
+        self,
+        method: str,
+        path: str,
+        status: int,
+        error: str | None = None,
+        times: int = 1,
+        *,
+        after: bool = False,
     ) -> None:
-        """The next `times` requests to `method path` answer `status` {"error": error}."""
+        """The next `times` requests to `method path` answer `status` {"error": error}.
+        With `after`, each is carried out first and only its answer is lost (e.g. a proxy's
+        504 after Lemmy did the work)."""
         body = {"error": error} if error else {}
-        self._failures.append(_Failure(method.upper(), path, status, body, times))
+        self._failures.append(_Failure(method.upper(), path, status, body, times, after))
 
     def clear_failures(self) -> None:
         """Forget every failure `fail_next` set up that has not been used up yet."""
@@ -820,12 +839,20 @@ class FakeLemmy:
             dict(request.query),
             body,
             viewer.get("name") if viewer and not viewer.get("_invalid") else None,
+            idempotency_key=request.headers.get("Idempotency-Key"),
         )
         self.requests.append(logged)
         request[LOGGED] = logged
         request[BODY] = body or {}
         request[VIEWER] = viewer
-        response = self._injected_failure(request) or await self._guarded(request, handler)
+        response = self._repeated_request(request, viewer)  # [S1] before the routes
+        failure = self._injected_failure(request) if response is None else None
+        if failure is not None and failure.after:
+            await self._guarded(request, handler)  # done; the answer never arrives
+        if failure is not None:
+            response = web.json_response(failure.body, status=failure.status)
+        if response is None:
+            response = await self._guarded(request, handler)
         logged.status = response.status
         if isinstance(response, web.Response) and response.content_type == "application/json":
             logged.response = json.loads(response.body) if response.body else None  # type: ignore[arg-type]
@@ -879,13 +906,39 @@ class FakeLemmy:
         if limit is not None and not 1 <= int(limit) <= 50:
             raise _ApiError(400, "invalid_fetch_limit" if v4 else "couldnt_get_comments")
 
-    def _injected_failure(self, request: web.Request) -> web.Response | None:
+    def _repeated_request(self, request: web.Request, viewer: JSON | None) -> web.Response | None:
+        """[S1] idempotency.rs: a repeated `Idempotency-Key` → 422, empty body (1.0 only)."""
+        key = request.headers.get("Idempotency-Key", "")
+        if (
+            self.api_version != "v4"
+            or request.method not in ("POST", "PUT")
+            or not key
+            or len(key) > 32
+            or viewer is None
+            or viewer.get("_invalid")
+        ):
+            return None
+        now = self._window_clock()
+        self.idempotency_keys = {
+            k: t for k, t in self.idempotency_keys.items() if now - t < self.idempotency_memory
+        }
+        entry = (int(viewer["id"]), key)
+        if entry in self.idempotency_keys:
+            return web.Response(status=422)
+        self.idempotency_keys[entry] = now
+        return None
+
+    def forget_idempotency_keys(self) -> None:
+        """The server restarted: its in-memory idempotency keys are gone."""
+        self.idempotency_keys.clear()
+
+    def _injected_failure(self, request: web.Request) -> _Failure | None:
         for failure in self._failures:
             if failure.method == request.method and failure.path == request.path:
                 failure.times -= 1
                 if failure.times <= 0:
                     self._failures.remove(failure)
-                return web.json_response(failure.body, status=failure.status)
+                return failure
         return None
 
     def _rate_kinds(self, request: web.Request) -> list[str]:

@@ -4,7 +4,8 @@
 `await world.process()` is a fresh process on it: a new adapter (started) and a new Replier
 (and campaign manager). Jobs are put into the queue in the state the replier takes them
 from, with small PNG files as their images. Time is the injected `Clock`: the queue's
-leases and backoffs and the fake Mastodon's idempotency-key lifetime all read it.
+leases and backoffs and the fake servers' idempotency-key lifetimes (Mastodon: an hour,
+Lemmy 1.0: two minutes) all read it. `platform` is "mastodon", "lemmy" (0.19) or "lemmy-v4".
 """
 
 from __future__ import annotations
@@ -208,6 +209,15 @@ class World:
             self.fake.mention("alice@remote.test", f"@fedibot {text}", visibility=visibility)
         else:
             self.fake.mention(self.requester, text)
+        return await self._received()
+
+    async def private_request(self, text: str, *, local: bool = False) -> Mention:
+        """Lemmy: a private message to the bot, from remote alice or from a local user."""
+        sender = self.fake.add_user("carol") if local else self.requester
+        self.fake.private_message(sender, text)
+        return await self._received()
+
+    async def _received(self) -> Mention:
         got: list[Mention] = []
 
         async def sink(mention: Mention) -> None:
@@ -343,9 +353,12 @@ class World:
         return [name for name in self.fake.images if name not in shown]
 
     def expire_idempotency_keys(self) -> None:
-        """Time passes beyond every key's lifetime on the server (Mastodon: 1 hour)."""
+        """Time passes beyond every key's lifetime on the server (Mastodon: 1 hour, Lemmy
+        1.0: 2 minutes; 0.19 has none)."""
         if self.platform == "mastodon":
             self.clock.advance(self.fake.idempotency_ttl + 1)
+        elif self.fake.api_version == "v4":
+            self.clock.advance(self.fake.idempotency_memory + 1)
 
 
 @pytest.fixture
@@ -353,7 +366,7 @@ def clock() -> Clock:
     return Clock()
 
 
-@pytest.fixture(params=["mastodon", "lemmy"])
+@pytest.fixture(params=["mastodon", "lemmy", "lemmy-v4"])
 def platform(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
@@ -367,10 +380,11 @@ async def world(platform: str, tmp_path: Path, clock: Clock) -> AsyncIterator[Wo
         await fake.start()
     else:
         fake = FakeLemmy(
-            "v3",
+            "v4" if platform == "lemmy-v4" else "v3",
             bot_password=BOT_PASSWORD,
             rate_limits={"message": (100_000, 60), "comment": (1000, 60), "image": (1000, 60)},
         )
+        fake.set_clock(clock)
         await fake.start()
     built = World(platform, fake, tmp_path, clock)
     await built.open_database()

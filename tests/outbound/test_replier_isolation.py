@@ -24,6 +24,7 @@ class StubAdapter:
 
     name = "main"
     platform = "stub"
+    idempotency_window = 0.0
 
     def __init__(self) -> None:
         self.release = asyncio.Event()

@@ -1,0 +1,173 @@
+"""Private messages on Lemmy 1.0 across crashes and lost answers (fake Lemmy over real HTTP).
+
+Lemmy 1.0 lists a message the bot sent only when its recipient is local (notification rows
+are written for local users only, lemmy `crates/api/api_utils/src/notify.rs`), so after a
+crash the lookup cannot see a message to a remote user. What 1.0 does offer is its
+`Idempotency-Key` middleware (`crates/routes/src/middleware/idempotency.rs`): a repeated key
+is refused with 422 for at least 120 s. These tests pin the design built on it:
+
+* a repeat inside that window carries the same key, and Lemmy refuses it: one message;
+* after the window nothing can tell; the message is not sent again, the job waits for the
+  operator (`delivery_unconfirmed`), and `queue retry` sends it on purpose;
+* a local recipient's message is found by the lookup at any time;
+* a request the server answered with a refusal gets a new key on the next attempt.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from federation.errors import DeliveryUnconfirmed
+from federation.lemmy import UNKNOWN_PM
+from fedibot.outbound.post_once import IntentState, PostKind, request_token
+from fedibot.storage.models import JobState, ReplyState
+from tests.outbound.conftest import LEASE, World, crash_once
+
+
+@pytest.fixture
+def platform() -> str:
+    return "lemmy-v4"
+
+
+PM_PATH = "/api/v4/private_message"
+
+
+def _pm_posts(world: World) -> list[dict]:
+    return [r for r in world.fake.requests if (r.method, r.path) == ("POST", PM_PATH)]
+
+
+async def _crash_after_sending(world: World, job_id: int) -> None:
+    """A process sends the job's message, then dies before recording it."""
+    first = await world.process()
+    calls = crash_once(first.replier.outbound.store, "mark_posted")
+    assert await first.reply_once() == 1
+    assert calls == [1] and len(world.fake.messages_by(world.fake.bot)) == 1
+
+
+async def _restart_after(world: World, seconds: float) -> None:
+    world.clock.advance(seconds)
+    assert world.queue is not None
+    assert await world.queue.requeue_expired() == 1
+    second = await world.process()
+    assert await second.reply_once() == 1
+
+
+async def test_a_repeat_inside_lemmys_idempotency_window_is_refused_not_sent_twice(
+    world: World,
+) -> None:
+    mention = await world.private_request("a red fox --n 2")
+    job_id = await world.result_job(mention, images=2)
+    await _crash_after_sending(world, job_id)
+    await _restart_after(world, LEASE + 1)  # a supervisor restart: well inside 120 s
+
+    assert len(world.fake.messages_by(world.fake.bot)) == 1
+    first, repeat = _pm_posts(world)
+    assert first.idempotency_key == repeat.idempotency_key
+    assert first.idempotency_key is not None and len(first.idempotency_key) <= 32
+    assert (first.status, repeat.status) == (200, 422)
+    job = await world.job(job_id)
+    assert (job.state, job.reply_remote_id) == (JobState.DONE, UNKNOWN_PM)
+
+
+async def test_after_the_window_a_message_to_a_remote_user_waits_for_the_operator(
+    world: World,
+) -> None:
+    mention = await world.private_request("a red fox --n 2")
+    job_id = await world.result_job(mention, images=2)
+    await _crash_after_sending(world, job_id)
+    await _restart_after(world, 300)  # the bot was down for five minutes
+
+    assert len(world.fake.messages_by(world.fake.bot)) == 1, "sent twice"
+    assert len(_pm_posts(world)) == 1
+    job = await world.job(job_id)
+    assert (job.state, job.error_code) == (JobState.FAILED, DeliveryUnconfirmed.code)
+    assert job.reply_state == ReplyState.NONE  # no apology message either
+
+    assert world.queue is not None
+    assert await world.queue.retry(job_id) is True  # the operator: send it anyway
+    assert (await world.job(job_id)).state == JobState.GENERATED
+    third = await world.process()
+    assert await third.reply_once() == 1
+    messages = world.fake.messages_by(world.fake.bot)
+    assert len(messages) == 2
+    job = await world.job(job_id)
+    assert (job.state, job.reply_remote_id) == (JobState.DONE, f"pm:{messages[-1]['id']}")
+    assert _pm_posts(world)[-1].status == 200
+
+
+async def test_a_message_to_a_local_user_is_found_after_any_time(world: World) -> None:
+    mention = await world.private_request("a red fox", local=True)
+    job_id = await world.result_job(mention, images=1)
+    await _crash_after_sending(world, job_id)
+    await _restart_after(world, 3600)
+
+    (message,) = world.fake.messages_by(world.fake.bot)
+    assert len(_pm_posts(world)) == 1  # found by the lookup: not even a repeat
+    job = await world.job(job_id)
+    assert (job.state, job.reply_remote_id) == (JobState.DONE, f"pm:{message['id']}")
+
+
+async def test_a_lost_answer_is_repeated_with_the_same_key_and_refused(world: World) -> None:
+    """A proxy's 504 after Lemmy sent the message: the retry repeats the key; Lemmy says 422."""
+    mention = await world.private_request("a red fox")
+    job_id = await world.result_job(mention, images=1)
+    world.fake.fail_next("POST", PM_PATH, 504, after=True)
+    process = await world.process()
+    assert await process.reply_once() == 1
+    job = await world.job(job_id)
+    assert job.state == JobState.GENERATED  # held for a retry, not failed
+    intent = await process.replier.outbound.store.get(job_id, PostKind.RESULT)
+    assert intent is not None and intent.send_token == _pm_posts(world)[0].idempotency_key
+
+    world.clock.advance(job.not_before - world.clock.now + 1)
+    assert await process.reply_once() == 1
+    assert len(world.fake.messages_by(world.fake.bot)) == 1
+    assert [r.status for r in _pm_posts(world)] == [504, 422]
+    assert (await world.job(job_id)).state == JobState.DONE
+
+
+async def test_a_refused_send_is_retried_with_a_new_key(world: World) -> None:
+    """Lemmy answered (a 500 of its own): nothing was sent, and the earlier key is spent on
+    the server, so the next attempt must not repeat it (a 422 would be taken for sent)."""
+    mention = await world.private_request("a red fox")
+    job_id = await world.result_job(mention, images=1)
+    world.fake.fail_next("POST", PM_PATH, 500, "unknown")
+    process = await world.process()
+    assert await process.reply_once() == 1
+    intent = await process.replier.outbound.store.get(job_id, PostKind.RESULT)
+    assert intent is not None and intent.send_token is None  # settled: the server answered
+
+    job = await world.job(job_id)
+    world.clock.advance(job.not_before - world.clock.now + 1)
+    assert await process.reply_once() == 1
+    refused, sent = _pm_posts(world)
+    assert (refused.status, sent.status) == (500, 200)
+    assert refused.idempotency_key != sent.idempotency_key
+    assert sent.idempotency_key == request_token(intent.key, 1)
+    (message,) = world.fake.messages_by(world.fake.bot)
+    intent = await process.replier.outbound.store.get(job_id, PostKind.RESULT)
+    assert intent is not None
+    assert (intent.state, intent.remote_id) == (IntentState.POSTED, f"pm:{message['id']}")
+
+
+async def test_a_comment_reply_repeated_inside_the_window_is_found_not_doubled(
+    world: World,
+) -> None:
+    """Comments are found by their marker; the repeated key is a second guard."""
+    mention = await world.request("a red fox")
+    job_id = await world.result_job(mention, images=1)
+    first = await world.process()
+    crash_once(first.replier.outbound.store, "mark_posted")
+    assert await first.reply_once() == 1
+    await _restart_after(world, LEASE + 1)
+    (comment,) = world.fake.comments_by(world.fake.bot)
+    job = await world.job(job_id)
+    assert (job.state, job.reply_remote_id) == (JobState.DONE, str(comment["id"]))
+
+
+def test_request_tokens_fit_lemmys_32_characters_and_differ_per_attempt() -> None:
+    key = "fedibot-" + "f" * 32 + "-123456789-wait_again"
+    tokens = {request_token(key, attempt) for attempt in range(100)}
+    assert len(tokens) == 100
+    assert all(len(t) == 32 for t in tokens)
+    assert request_token(key, 3) == request_token(key, 3)
