@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -95,3 +96,35 @@ class Apps:
     async def stop_all(self) -> None:
         while self._running:
             await self.stop(self._running[-1])
+
+
+def to_toml(raw: dict[str, Any]) -> str:
+    """Just enough TOML for `raw_config` (tables, one array of tables, scalars)."""
+
+    def value(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, int | float):
+            return repr(v)
+        if isinstance(v, str):
+            return json.dumps(v)  # a JSON string is a TOML basic string
+        if isinstance(v, list):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        raise TypeError(f"cannot write {v!r} as TOML")
+
+    lines: list[str] = []
+
+    def table(name: str, body: dict[str, Any], header: str) -> None:
+        scalars = {k: v for k, v in body.items() if not isinstance(v, dict)}
+        if name:
+            lines.append(header.format(name))
+        lines.extend(f"{k} = {value(v)}" for k, v in scalars.items())
+        for k, v in body.items():
+            if isinstance(v, dict):
+                table(f"{name}.{k}" if name else k, v, "[{}]")
+
+    top = {k: v for k, v in raw.items() if k != "accounts"}
+    table("", top, "[{}]")
+    for account in raw.get("accounts", []):
+        table("accounts", account, "[[{}]]")
+    return "\n".join(lines) + "\n"

@@ -50,6 +50,11 @@ async def fake(api_version: str, fake_options: dict[str, Any]) -> AsyncIterator[
 
 def app_config(data_dir: Path, fake: FakeLemmy, **sections: Any) -> FedibotConfig:
     """The bot's config against `fake`: fast polls, fast retries, classifier off."""
+    return parse_config(raw_config(data_dir, fake, **sections))
+
+
+def raw_config(data_dir: Path, fake: FakeLemmy, **sections: Any) -> dict[str, Any]:
+    """`app_config` as the dict that config.toml would give (for a `fedibot run` process)."""
     raw: dict[str, Any] = {
         "data_dir": str(data_dir),
         "database": {"url": f"sqlite:///{data_dir / 'fedibot.db'}"},
@@ -86,7 +91,7 @@ def app_config(data_dir: Path, fake: FakeLemmy, **sections: Any) -> FedibotConfi
             raw[key] = {**raw[key], **value}
         else:
             raw[key] = value
-    return parse_config(raw)
+    return raw
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ os.environ["HF_HUB_OFFLINE"] = "1"  # before anything imports huggingface_hub
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,13 @@ from federation.mastodon import MastodonAdapter
 from federation.pacing import Budget
 from fedibot.app import App
 from fedibot.config.loader import FedibotConfig, parse_config
-from tests.e2e_support import NO_QUOTAS, Apps, eventually, settled  # noqa: F401 (re-exported to the tests)
+from tests.e2e_support import (  # noqa: F401 (re-exported to the tests)
+    NO_QUOTAS,
+    Apps,
+    eventually,
+    settled,
+    to_toml,
+)
 from tests.fakes.mastodon_server import FakeMastodon
 
 # High enough that only the tests about rate limits ever meet one.
@@ -179,38 +184,6 @@ def replies_to(fake: FakeMastodon, status_id: str) -> list[dict[str, Any]]:
         for s in fake.posted_statuses
         if s["in_reply_to_id"] == status_id and s["account"]["id"] == fake.bot["id"]
     ]
-
-
-def to_toml(raw: dict[str, Any]) -> str:
-    """Just enough TOML for `raw_config` (tables, one array of tables, scalars)."""
-
-    def value(v: Any) -> str:
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, int | float):
-            return repr(v)
-        if isinstance(v, str):
-            return json.dumps(v)  # a JSON string is a TOML basic string
-        if isinstance(v, list):
-            return "[" + ", ".join(value(x) for x in v) + "]"
-        raise TypeError(f"cannot write {v!r} as TOML")
-
-    lines: list[str] = []
-
-    def table(name: str, body: dict[str, Any], header: str) -> None:
-        scalars = {k: v for k, v in body.items() if not isinstance(v, dict)}
-        if name:
-            lines.append(header.format(name))
-        lines.extend(f"{k} = {value(v)}" for k, v in scalars.items())
-        for k, v in body.items():
-            if isinstance(v, dict):
-                table(f"{name}.{k}" if name else k, v, "[{}]")
-
-    top = {k: v for k, v in raw.items() if k != "accounts"}
-    table("", top, "[{}]")
-    for account in raw.get("accounts", []):
-        table("accounts", account, "[[{}]]")
-    return "\n".join(lines) + "\n"
 
 
 def posted_text(fake: FakeMastodon, status_id: str) -> str:
