@@ -11,14 +11,23 @@ cap enforced while reading (not only from Content-Length), and a Content-Type of
 WebP (`application/octet-stream` passes here: some servers send it, and the caller decodes
 the bytes anyway). Deciding whether the bytes really are a picture is the caller's job
 (fedibot.intake.pictures decodes them with Pillow).
+
+The address rule: a host that is not one of `trusted` (the bot's own servers, which the
+operator configured) must be reached at public addresses only. The check runs where the
+connection is made (a resolver that refuses loopback, private, link-local, shared and
+reserved addresses, and the same test for a host written as an IP address), so a requester's
+home server whose name resolves to `127.0.0.1` or `169.254.169.254` — at the first request,
+at a redirect, or only on the second lookup — cannot make the bot fetch from inside its own
+network.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
+import socket
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
 from federation.types import Attachment
@@ -74,6 +83,57 @@ def _is_ip(host: str) -> bool:
     return True
 
 
+def public_address(address: str) -> bool:
+    """True for an address on the public internet (not loopback, private, link-local,
+    carrier-grade NAT, multicast, reserved; IPv4-mapped IPv6 judged as IPv4)."""
+    try:
+        ip = ipaddress.ip_address(address.strip("[]").split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
+
+
+class PrivateAddressError(OSError):
+    """A host that the address rule does not let the bot connect to."""
+
+
+class PublicOnlyResolver:
+    """An aiohttp resolver that answers only public addresses for hosts not in `trusted`."""
+
+    def __init__(self, trusted: frozenset[str]) -> None:
+        from aiohttp.resolver import DefaultResolver
+
+        self._inner = DefaultResolver()
+        self._trusted = trusted
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[Any]:
+        found = await self._inner.resolve(host, port, family)
+        public = bool(found) and all(public_address(str(info["host"])) for info in found)
+        if not public and host.lower() not in self._trusted:
+            raise PrivateAddressError(f"{host} resolves to an address that is not public")
+        return list(found)
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+def _address_refused(url: str, trusted: frozenset[str]) -> bool:
+    """A URL whose host is written as an address, not trusted and not public."""
+    host = _hostname(urlsplit(url).netloc).strip("[]")
+    return _is_ip(host) and host not in trusted and not public_address(host)
+
+
+def _private_error() -> AttachmentError:
+    return AttachmentError(
+        PICTURE_FOREIGN_HOST,
+        "the picture's server has a private network address, so I do not fetch it",
+    )
+
+
 def host_allowed(url: str, hosts: tuple[str, ...] | list[str]) -> bool:
     """True when `url` is http(s) without credentials and its host is one of `hosts`
     (exactly, port included when the allowed entry names one) or a subdomain of one."""
@@ -106,10 +166,15 @@ async def fetch_attachment(
     hosts: tuple[str, ...] | list[str],
     limits: FetchLimits | None = None,
     *,
+    trusted: tuple[str, ...] | list[str] = (),
     session: aiohttp.ClientSession | None = None,
 ) -> FetchedPicture:
-    """The picture's bytes, or AttachmentError with a stable code."""
+    """The picture's bytes, or AttachmentError with a stable code. `trusted`: host names
+    (no port) that may have private addresses: the bot's own servers. A `session` given
+    by the caller must have been made with `PublicOnlyResolver`."""
     import aiohttp  # only when a picture is fetched (admin commands never load it)
+
+    trusted_names = frozenset(_hostname(h).strip("[]") for h in trusted if h)
 
     limits = limits or FetchLimits()
     if attachment.kind not in ("image", ""):
@@ -128,14 +193,22 @@ async def fetch_attachment(
             "the picture is not stored on your server or mine, so I do not fetch it",
         )
     own = session is None
-    client = session or aiohttp.ClientSession()
+    client = session or aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(resolver=PublicOnlyResolver(trusted_names))  # type: ignore[arg-type]
+    )
     try:
         return await asyncio.wait_for(
-            _fetch(client, attachment.url, hosts, limits), limits.timeout_seconds
+            _fetch(client, attachment.url, hosts, limits, trusted_names), limits.timeout_seconds
         )
     except TimeoutError:
         raise AttachmentError(
             PICTURE_UNAVAILABLE, "fetching the picture took too long; try again later"
+        ) from None
+    except aiohttp.ClientConnectorError as exc:
+        if isinstance(exc.os_error, PrivateAddressError):
+            raise _private_error() from None
+        raise AttachmentError(
+            PICTURE_UNAVAILABLE, f"the picture could not be fetched ({type(exc).__name__})"
         ) from None
     except aiohttp.ClientError as exc:
         raise AttachmentError(
@@ -147,9 +220,15 @@ async def fetch_attachment(
 
 
 async def _fetch(
-    client: aiohttp.ClientSession, url: str, hosts: tuple[str, ...] | list[str], limits: FetchLimits
+    client: aiohttp.ClientSession,
+    url: str,
+    hosts: tuple[str, ...] | list[str],
+    limits: FetchLimits,
+    trusted: frozenset[str],
 ) -> FetchedPicture:
     for _ in range(limits.max_redirects + 1):
+        if _address_refused(url, trusted):  # an address literal never reaches the resolver
+            raise _private_error()
         async with client.get(url, allow_redirects=False) as response:
             if response.status in (301, 302, 303, 307, 308):
                 target = response.headers.get("Location", "")

@@ -26,6 +26,7 @@ import warnings
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from federation.attachments import (
     PICTURE_TOO_LARGE,
@@ -77,10 +78,16 @@ def has_picture(mention: Mention) -> bool:
     return any(a.kind in ("image", "") for a in mention.attachments)
 
 
-async def _default_fetch(
-    attachment: Attachment, hosts: tuple[str, ...], limits: FetchLimits
-) -> FetchedPicture:
-    return await fetch_attachment(attachment, hosts, limits)
+def _fetcher(trusted: tuple[str, ...]) -> Fetch:
+    """`fetch_attachment` with the address rule: only the bot's own servers (`trusted`) may
+    have private addresses."""
+
+    async def fetch(
+        attachment: Attachment, hosts: tuple[str, ...], limits: FetchLimits
+    ) -> FetchedPicture:
+        return await fetch_attachment(attachment, hosts, limits, trusted=trusted)
+
+    return fetch
 
 
 class PictureChecker:
@@ -93,13 +100,14 @@ class PictureChecker:
         minor_threshold: float = 0.2,
         limits: PictureLimits | None = None,
         fetch: Fetch | None = None,
+        trusted_hosts: tuple[str, ...] = (),
     ) -> None:
         self.limits = limits or PictureLimits()
         self.minor_threshold = minor_threshold
         self._factory = classifier_factory
         self._classifier: Any = None
         self._lock = threading.Lock()
-        self._fetch = fetch or _default_fetch
+        self._fetch = fetch or _fetcher(trusted_hosts)
 
     @classmethod
     def from_config(cls, config: Any) -> PictureChecker:
@@ -110,9 +118,13 @@ class PictureChecker:
 
             return make_classifier(safety)
 
+        own_servers = tuple(
+            (urlsplit(str(account.base_url)).hostname or "").lower() for account in config.accounts
+        )
         return cls(
             classifier_factory=factory,
             minor_threshold=float(config.policy.minor_exposure_threshold),
+            trusted_hosts=tuple(h for h in own_servers if h),
         )
 
     def _classify(self, image: Any) -> Any:

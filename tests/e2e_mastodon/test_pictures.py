@@ -175,7 +175,9 @@ async def test_a_picture_the_safety_check_flags_is_refused(
 ) -> None:
     def flagging(app: App) -> None:
         tune_app(app)
-        app.ingest.pictures = PictureChecker(classifier_factory=Flagging)
+        app.ingest.pictures = PictureChecker(
+            classifier_factory=Flagging, trusted_hosts=("127.0.0.1",)
+        )
 
     apps = Apps(functools.partial(app_config, data_dir, fake), prepare=flagging)
     try:

@@ -14,6 +14,8 @@ from federation.attachments import AttachmentError, fetch_attachment
 from federation.lemmy import LemmyAdapter
 from tests.fakes.lemmy_server import FakeLemmy
 
+OWN_SERVER = ("127.0.0.1",)  # the fake Lemmy is the bot's own server: a trusted address
+
 
 def png() -> bytes:
     buffer = io.BytesIO()
@@ -38,7 +40,7 @@ async def test_an_image_in_the_comment_markdown_is_fetched_from_the_instance(
     assert attachment.source == "comment" and attachment.kind == "image"
     assert mention.media_hosts[0] == fake.base_url.split("//", 1)[1]
     assert "remote.example" in mention.media_hosts
-    fetched = await fetch_attachment(attachment, mention.media_hosts)
+    fetched = await fetch_attachment(attachment, mention.media_hosts, trusted=OWN_SERVER)
     assert fetched.data == png() and fetched.content_type == "image/png"
 
 
@@ -57,7 +59,9 @@ async def test_the_posts_image_counts_only_with_strength(
     [attachment] = with_strength.attachments
     assert attachment.url == url and attachment.source == "post"
     assert attachment.description == "a photo of my cat" and attachment.kind == "image"
-    fetched = await fetch_attachment(attachment, with_strength.media_hosts)
+    fetched = await fetch_attachment(
+        attachment, with_strength.media_hosts, trusted=OWN_SERVER
+    )
     assert fetched.data == png()
 
 

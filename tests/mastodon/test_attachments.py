@@ -14,6 +14,7 @@ from federation.attachments import (
     FetchLimits,
     fetch_attachment,
     host_allowed,
+    public_address,
 )
 from federation.types import Attachment
 
@@ -33,11 +34,15 @@ def test_the_host_rule() -> None:
     assert not host_allowed("https://10.0.0.1/a.png", ("1.0.0.1",))  # no suffix match on IPs
 
 
+served: list[str] = []  # paths the test server answered
+
+
 @pytest.fixture
 async def server() -> AsyncIterator[tuple[str, dict[str, web.StreamResponse]]]:
     gate = asyncio.Event()
 
     async def picture(request: web.Request) -> web.StreamResponse:
+        served.append(request.path)
         return web.Response(body=b"\x89PNG" + b"0" * 100, content_type="image/png")
 
     async def big(request: web.Request) -> web.StreamResponse:
@@ -63,6 +68,10 @@ async def server() -> AsyncIterator[tuple[str, dict[str, web.StreamResponse]]]:
     async def missing(request: web.Request) -> web.StreamResponse:
         raise web.HTTPNotFound()
 
+    async def inward(request: web.Request) -> web.StreamResponse:
+        port = request.url.port
+        raise web.HTTPFound(f"http://localhost:{port}/picture")
+
     app = web.Application()
     for name, handler in [
         ("picture", picture),
@@ -72,6 +81,7 @@ async def server() -> AsyncIterator[tuple[str, dict[str, web.StreamResponse]]]:
         ("home", home),
         ("slow", slow),
         ("missing", missing),
+        ("inward", inward),
     ]:
         app.router.add_get(f"/{name}", handler)
     runner = web.AppRunner(app)
@@ -79,6 +89,7 @@ async def server() -> AsyncIterator[tuple[str, dict[str, web.StreamResponse]]]:
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    served.clear()
     try:
         yield f"127.0.0.1:{port}", {}
     finally:
@@ -87,8 +98,10 @@ async def server() -> AsyncIterator[tuple[str, dict[str, web.StreamResponse]]]:
 
 
 async def fetch(host: str, path: str, **limits: float) -> bytes:
+    """From the test server, which stands for the bot's own server (a trusted address)."""
     attachment = Attachment(url=f"http://{host}/{path}")
-    return (await fetch_attachment(attachment, (host,), FetchLimits(**limits))).data  # type: ignore[arg-type]
+    limit = FetchLimits(**limits)  # type: ignore[arg-type]
+    return (await fetch_attachment(attachment, (host,), limit, trusted=("127.0.0.1",))).data
 
 
 async def code_of(host: str, path: str, **limits: float) -> str:
@@ -116,3 +129,61 @@ async def test_refusals_have_stable_codes(server) -> None:
     pending = Attachment(url="")
     with pytest.raises(AttachmentError, match="picture_unavailable"):
         await fetch_attachment(pending, (host,))
+
+
+def test_the_address_rule() -> None:
+    for private in (
+        "127.0.0.1",
+        "10.1.2.3",
+        "192.168.0.7",
+        "172.16.5.5",
+        "169.254.169.254",  # cloud metadata
+        "100.64.0.1",  # carrier-grade NAT
+        "0.0.0.0",
+        "224.0.0.1",
+        "::1",
+        "fd00::1",
+        "fe80::1%eth0",
+        "::ffff:127.0.0.1",  # IPv4-mapped loopback
+        "not an address",
+    ):
+        assert not public_address(private), private
+    for public in ("93.184.216.34", "1.1.1.1", "2606:4700:4700::1111", "[2a00:1450::1]"):
+        assert public_address(public), public
+
+
+async def test_a_home_server_at_a_private_address_is_not_fetched(server) -> None:
+    """The requester's home server (allowed by the host rule) written as a loopback address,
+    and not one of the bot's own servers: refused before any request."""
+    host, _ = server
+    attachment = Attachment(url=f"http://{host}/picture")
+    with pytest.raises(AttachmentError) as caught:
+        await fetch_attachment(attachment, (host,))
+    assert caught.value.code == "picture_foreign_host"
+    assert "private network address" in caught.value.message
+    assert served == []
+
+
+async def test_a_home_server_whose_name_resolves_to_loopback_is_not_fetched(server) -> None:
+    host, _ = server
+    port = host.rsplit(":", 1)[1]
+    named = f"localhost:{port}"
+    attachment = Attachment(url=f"http://{named}/picture")
+    with pytest.raises(AttachmentError) as caught:
+        await fetch_attachment(attachment, (named,))
+    assert caught.value.code == "picture_foreign_host"
+    assert served == []
+    # the same name is fine when it is the bot's own server
+    fetched = await fetch_attachment(attachment, (named,), trusted=("localhost",))
+    assert fetched.data.startswith(b"\x89PNG") and served == ["/picture"]
+
+
+async def test_a_redirect_into_the_private_network_is_not_followed(server) -> None:
+    """The bot's own server (trusted) redirects to a name that resolves to loopback."""
+    host, _ = server
+    port = host.rsplit(":", 1)[1]
+    attachment = Attachment(url=f"http://{host}/inward")
+    with pytest.raises(AttachmentError) as caught:
+        await fetch_attachment(attachment, (host, f"localhost:{port}"), trusted=("127.0.0.1",))
+    assert caught.value.code == "picture_foreign_host"
+    assert served == []
