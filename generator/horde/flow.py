@@ -7,6 +7,11 @@ The flow never writes `done`: the worker does, after the outcome reached the que
 in between re-reads the finished request on restart instead of losing it. A record found in
 `submitting` (crash or ambiguous POST) is submitted again only while `submissions <
 max_submissions` (see store.py for why).
+
+Time: the Horde's limits and the waits run on the client's clock (monotonic, injected in
+tests). The request's own age is counted from `submitted_at`, which is wall-clock time
+(`wall`), because a job may be resumed by another machine or after a reboot, where a
+monotonic reading from the first machine means nothing.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from generator.config import GeneratorConfig
@@ -57,8 +64,15 @@ def censorship(gen: Generation) -> str | None:
 class HordeFlow:
     """Shared by all jobs of one worker (it holds the pause after an IP timeout)."""
 
-    def __init__(self, client: HordeClient, store: HordeJobStore, config: GeneratorConfig):
+    def __init__(
+        self,
+        client: HordeClient,
+        store: HordeJobStore,
+        config: GeneratorConfig,
+        wall: Callable[[], float] = time.time,
+    ):
         self.client = client
+        self.wall = wall
         self.store = store
         self.config = config
         self.h = config.horde
@@ -94,7 +108,7 @@ class HordeFlow:
             rec = got
         assert rec.horde_id is not None
         try:
-            return await self._poll(req, rec.horde_id, rec.submitted_at or self.clock.now())
+            return await self._poll(req, rec.horde_id, self._remaining(rec.submitted_at))
         finally:
             self._hints.pop(rec.horde_id, None)
 
@@ -126,7 +140,7 @@ class HordeFlow:
                     await self.clock.sleep(self.h.retry_base_s)
                     continue  # the record stays `submitting`; the count above decides
                 return self._error(exc.code, exc.rc or f"HTTP {exc.status}")
-            now = self.clock.now()
+            now = self.wall()
             await self.store.record_submitted(req.job_id, answer.id, now)  # AFTER the answer
             for w in answer.warnings:
                 log.info("job %s: Horde warning %s", req.job_id, w.code)
@@ -135,14 +149,23 @@ class HordeFlow:
                 req.job_id, req, SUBMITTED, answer.id, rec.submissions, submitted_at=now
             )
 
+    def _remaining(self, submitted_at: float | None) -> float:
+        """Seconds left of `timeout_s` for a request submitted at wall time `submitted_at`.
+        A value below 10^9 (before 2001) was recorded by an older version on a monotonic
+        clock: its age is unknown, so the full time counts from now."""
+        if submitted_at is None or submitted_at < 1e9:
+            return self.h.timeout_s
+        return self.h.timeout_s - max(0.0, self.wall() - submitted_at)
+
     async def _poll(
-        self, req: GenerationRequest, horde_id: str, submitted_at: float
+        self, req: GenerationRequest, horde_id: str, remaining: float
     ) -> HordeResult | GenerationError:
         impossible_since: float | None = None
         self._hints.setdefault(horde_id, asyncio.Event())
+        deadline = self.clock.now() + remaining
         while True:
             now = self.clock.now()
-            if now - submitted_at > self.h.timeout_s:
+            if now > deadline:
                 await self._cancel(horde_id)
                 return self._error(codes.HORDE_EXPIRED, f"no result after {self.h.timeout_s:g}s")
             try:

@@ -39,7 +39,7 @@ class HordeJobRecord:
     state: State
     horde_id: str | None = None
     submissions: int = 0  # POSTs started in the current attempt
-    submitted_at: float | None = None  # clock time of the 202 (for our timeout)
+    submitted_at: float | None = None  # wall-clock time of the 202 (for our timeout)
     code: str = ""  # our outcome code once done/returned/failed
 
 

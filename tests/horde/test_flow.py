@@ -9,6 +9,7 @@ from pathlib import Path
 from PIL import Image
 
 from generator.horde import codes
+from generator.horde.client import HordeClient
 from generator.horde.store import DONE, FAILED, RETURNED_LOCAL, SUBMITTED, SUBMITTING
 from tests.fakes.horde_server import Behaviour
 from tests.horde.conftest import Rig, req, wait_for
@@ -211,3 +212,42 @@ async def test_ineligible_size_stays_local(rig: Rig) -> None:
     r = req(1, width=72, height=64)
     rig.source.put(r)
     assert await rig.source.claim_for_horde("horde", 5, 60) == []
+
+
+async def _resume_on_another_machine(rig: Rig, submitted_at: float, wall: float) -> float:
+    """A request submitted elsewhere (`submitted_at`, as recorded) is resumed by a flow whose
+    wall clock reads `wall`; it never finishes. Returns the flow-clock seconds it polled."""
+    from generator.horde.flow import HordeFlow
+    from generator.horde.payload import to_payload
+    from generator.horde.store import HordeJobRecord
+
+    rig.fake.will(Behaviour(done_after_checks=None))
+    client = HordeClient(rig.config.horde, clock=rig.clock, version="9.9")
+    request = req(1)
+    answer = await client.submit(to_payload(rig.config, request))
+    rig.store.records[1] = HordeJobRecord(
+        1, request, SUBMITTED, answer.id, 1, submitted_at=submitted_at
+    )
+    flow = HordeFlow(client, rig.store, rig.config, wall=lambda: wall)
+    started = rig.clock.now()
+    outcome = await flow.run(request)
+    assert getattr(outcome, "code", None) == codes.HORDE_EXPIRED
+    assert rig.fake.requests[answer.id].cancelled
+    return rig.clock.now() - started
+
+
+async def test_a_request_resumed_on_another_machine_keeps_its_age(rig_factory) -> None:  # type: ignore[no-untyped-def]
+    """The timeout counts from the wall-clock submission time, not from the resume."""
+    rig = rig_factory(timeout_s=600)
+    polled = await _resume_on_another_machine(
+        rig, submitted_at=1_800_000_000.0, wall=1_800_000_570.0
+    )
+    assert 30 <= polled < 60  # 30 s were left of 600
+
+
+async def test_a_request_recorded_on_a_monotonic_clock_gets_its_full_time(rig_factory) -> None:  # type: ignore[no-untyped-def]
+    """Records of older versions hold a monotonic reading: its age is unknown, so the full
+    timeout counts from the resume (not "expired 56 years ago")."""
+    rig = rig_factory(timeout_s=600)
+    polled = await _resume_on_another_machine(rig, submitted_at=5_000.0, wall=1_800_000_000.0)
+    assert 600 <= polled < 640
