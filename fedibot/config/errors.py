@@ -105,12 +105,17 @@ def _allowed(info: FieldInfo | None, err: ErrorDetails) -> str:
     ) and info is not None:
         low, high = _bounds(info)
         kind = _kind(info) if etype not in _TYPE_WORDS else _TYPE_WORDS[etype]
-        if low is not None and high is not None:
+        above = any(isinstance(m, annotated_types.Gt) for m in info.metadata)
+        below = any(isinstance(m, annotated_types.Lt) for m in info.metadata)
+        if low is not None and high is not None and not (above or below):
             return f"must be {kind} from {low} to {high}"
+        parts = []
         if low is not None:
-            return f"must be {kind} of at least {low}"
+            parts.append(f"greater than {low}" if above else f"at least {low}")
         if high is not None:
-            return f"must be {kind} of at most {high}"
+            parts.append(f"less than {high}" if below else f"at most {high}")
+        if parts:
+            return f"must be {kind} " + " and ".join(parts)
     if etype in _TYPE_WORDS:
         literal = _literal_choices(info)
         if literal:

@@ -116,6 +116,22 @@ class RepliesConfig(BaseModel):
     )
 
 
+class PicturesConfig(BaseModel):
+    """Pictures attached to a request (image-to-image): what the bot fetches and accepts."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_megabytes: float = Field(
+        10.0, gt=0, le=100, description="a larger picture is refused (picture_too_large)"
+    )
+    max_megapixels: float = Field(
+        16.8, gt=0, le=100, description="width x height in millions; 16.8 is 4096 x 4096"
+    )
+    fetch_timeout_seconds: float = Field(
+        20.0, ge=1, le=300, description="the whole fetch, redirects included"
+    )
+
+
 class ServerConfig(BaseModel):
     """The local operations endpoint: /healthz and Prometheus /metrics."""
 
@@ -148,6 +164,7 @@ class FedibotConfig(BaseModel):
     quotas: QuotaConfig = Field(default_factory=QuotaConfig)
     fediseer: FediseerConfig = Field(default_factory=FediseerConfig)
     replies: RepliesConfig = Field(default_factory=RepliesConfig)
+    pictures: PicturesConfig = Field(default_factory=PicturesConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
     console: ConsoleConfig = Field(default_factory=ConsoleConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)

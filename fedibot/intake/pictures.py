@@ -107,6 +107,7 @@ class PictureChecker:
         self._factory = classifier_factory
         self._classifier: Any = None
         self._lock = threading.Lock()
+        self.trusted_hosts = trusted_hosts
         self._fetch = fetch or _fetcher(trusted_hosts)
 
     @classmethod
@@ -121,9 +122,15 @@ class PictureChecker:
         own_servers = tuple(
             (urlsplit(str(account.base_url)).hostname or "").lower() for account in config.accounts
         )
+        pictures = config.pictures
         return cls(
             classifier_factory=factory,
             minor_threshold=float(config.policy.minor_exposure_threshold),
+            limits=PictureLimits(
+                max_bytes=int(pictures.max_megabytes * 1024 * 1024),
+                max_pixels=int(pictures.max_megapixels * 1_000_000),
+                timeout_seconds=float(pictures.fetch_timeout_seconds),
+            ),
             trusted_hosts=tuple(h for h in own_servers if h),
         )
 

@@ -33,6 +33,10 @@ def test_the_shipped_config_is_valid_and_uses_sqlite_and_tiny():
         ({"generator": {"max_btch": 4}}, "generator.max_btch: is not a known key (known keys:"),
         ({"nonsense": 1}, "nonsense: is not a known key"),
         ({"database": {"url": "mysql://x/y"}}, "database.url = 'mysql://x/y': unsupported"),
+        (
+            {"pictures": {"max_megabytes": 0}},
+            "pictures.max_megabytes = 0: must be a number greater than 0 and at most 100",
+        ),
     ],
 )
 def test_bad_values_name_the_key_and_what_is_allowed(raw, expected):

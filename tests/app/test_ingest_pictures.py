@@ -13,7 +13,7 @@ from federation.attachments import FetchedPicture
 from federation.types import Attachment
 from fedibot.config.loader import parse_config
 from fedibot.intake.ingest import Ingest
-from fedibot.intake.pictures import PictureChecker
+from fedibot.intake.pictures import PictureChecker, PictureError
 from fedibot.moderation.policy import Policy
 from fedibot.moderation.prompt_filter import PromptFilter
 from fedibot.queue.jobs import JobQueue
@@ -101,3 +101,38 @@ async def test_a_video_without_strength_is_a_plain_request(ingest) -> None:
     job = await _job(ingest, mention("a cat", attachments=(video,), media_hosts=HOSTS))
     assert job.state == JobState.QUEUED and "img2img" not in job.batch_key
     assert ingest.fetched == []
+
+
+async def test_the_picture_limits_come_from_config(sqlite_db, tmp_path) -> None:
+    """`[pictures]` in config.toml: the size cap reaches the fetch, the pixel cap the check,
+    and the bot's own servers are the hosts allowed to have private addresses."""
+    config = parse_config(
+        {
+            "data_dir": str(tmp_path),
+            "pictures": {"max_megabytes": 0.5, "max_megapixels": 0.001, "fetch_timeout_seconds": 7},
+            "accounts": [
+                {
+                    "platform": "mastodon",
+                    "name": "main",
+                    "base_url": "https://Bots.Example:8443",
+                    "access_token": "not-a-real-token",
+                }
+            ],
+        }
+    )
+    checker = PictureChecker.from_config(config)
+    seen: list[object] = []
+
+    async def fetch(attachment, hosts, limits) -> FetchedPicture:
+        seen.append(limits)
+        return FetchedPicture(png(), "image/png", attachment.url)
+
+    assert checker.limits.max_pixels == 1000
+    checker._fetch = fetch  # type: ignore[method-assign]
+    request = mention("a cat", attachments=(PICTURE,), media_hosts=HOSTS)
+    with pytest.raises(PictureError) as caught:
+        await checker.load(request, "a cat", "")
+    assert caught.value.code == "picture_too_large" and "48x32 pixels" in caught.value.message
+    [limits] = seen
+    assert (limits.max_bytes, limits.timeout_seconds) == (512 * 1024, 7.0)  # type: ignore[attr-defined]
+    assert checker.trusted_hosts == ("bots.example",)
