@@ -13,7 +13,9 @@ A list file (see fedibot/moderation/guard/data/en.toml) has these optional keys:
     [ages]            # age patterns with {n}: years = [...], grades = [...], months = [...]
 
 Matching is whole-word on the normalised readings (see normalize.py), tolerant of repeated
-letters ("nuuude") and of a trailing s/es. An entry ending in `*` matches any word that
+letters ("nuuude") and of a trailing s/es. A word that is no term but is made entirely of
+terms glued together ("childnude", "nakedkids") counts as those terms; a real word that only
+contains a term ("kidney", "Essex") does not, since every letter must belong to a term. An entry ending in `*` matches any word that
 starts with it ("несовершеннолетн*"). An entry containing Japanese/Chinese characters is
 looked for as a substring of the compact text (those scripts have no spaces).
 
@@ -196,6 +198,14 @@ class _Index:
             lengths.setdefault(first, set()).add(key.count(" ") + 1)
         self._lengths = {first: tuple(sorted(n)) for first, n in lengths.items()}
         self._singles = tuple(k for k in self._table if " " not in k and len(k) >= 3)
+        # glued words: pieces are single-word terms of 3+ letters (not innocent, not negation)
+        self._glue = frozenset(
+            k
+            for k in self._singles
+            if any(e.kinds & (MINOR | SEXUAL | NUDITY | CLOTHING) for e in self._table[k])
+        )
+        self._glue_heads = frozenset(k[:3] for k in self._glue)
+        self._glue_longest = max(map(len, self._glue), default=0)
         self._prefixes = prefixes
         self._prefix_heads = {stem[:2] for stem in prefixes}
         self._cjk = cjk
@@ -217,7 +227,30 @@ class _Index:
                             found.append(Hit(kinds, i, i + 1, term))
         for index in reading.spaced:
             self._match_inside(reading.words[index], index, found)
+        for index, skel in enumerate(reading.skeletons):
+            if len(skel) >= 6 and skel[:3] in self._glue_heads and skel not in self._table:
+                self._match_glued(skel, index, found)
         return found
+
+    def _match_glued(self, skel: str, index: int, found: list[Hit]) -> None:
+        """A word made entirely of two to four terms ('childnude' = child + nude)."""
+        if len(skel) > 48 or not skel.isalpha():
+            return
+        pieces: list[tuple[str, ...] | None] = [None] * (len(skel) + 1)
+        pieces[0] = ()
+        for i in range(len(skel) - 2):
+            before = pieces[i]
+            if before is None or len(before) >= 4 or skel[i : i + 3] not in self._glue_heads:
+                continue
+            for j in range(i + 3, min(len(skel), i + self._glue_longest) + 1):
+                if pieces[j] is None and skel[i:j] in self._glue:
+                    pieces[j] = (*before, skel[i:j])
+        glued = pieces[len(skel)]
+        if glued is None or len(glued) < 2:
+            return
+        for piece in glued:
+            for entry in self._table[piece]:
+                found.append(Hit(entry.kinds & ~INNOCENT, index, index + 1, entry.term))
 
     def cjk_matches(self, compact: str) -> list[Hit]:
         if self._cjk_re is None or not compact:
