@@ -37,39 +37,11 @@ from fedibot.config.prompt import PromptFilterConfig
 from fedibot.moderation.guard import Lexicon, default_lexicon, judge, load_lexicon
 from fedibot.moderation.guard import mentions_minor as _mentions_minor
 from fedibot.moderation.guard.judge import REASONS, RULE_SEXUAL
-from fedibot.moderation.guard.normalize import join_single_letters, split_chunks
+from fedibot.moderation.guard.normalize import PRE_TABLE, join_single_letters, split_chunks
 
 # --- normalisation -------------------------------------------------------------------------
 
-_INVISIBLE_RANGES = (
-    (0x00AD, 0x00AD), (0x034F, 0x034F), (0x061C, 0x061C), (0x115F, 0x1160), (0x17B4, 0x17B5),
-    (0x180B, 0x180E), (0x200B, 0x200F), (0x202A, 0x202E), (0x2060, 0x206F), (0x3164, 0x3164),
-    (0xFE00, 0xFE0F), (0xFEFF, 0xFEFF), (0xFFA0, 0xFFA0), (0x1D173, 0x1D17A),
-    (0xE0000, 0xE007F),
-)  # fmt: skip
-
-EMOJI_WORDS = {
-    "🍑": "buttocks",
-    "🍆": "penis",
-    "💦": "cum",
-    "👙": "bikini",
-    "🩲": "underwear",
-    "👄": "lips",
-    "🫦": "seductive",
-    "🔞": "nsfw",
-    "👶": "baby",
-    "🍼": "baby",
-    "🧒": "child",
-    "👧": "little girl",
-    "👦": "little boy",
-    "🏫": "school",
-    "🚸": "children",
-}
-
-_PRE_TABLE: dict[int, str | None] = {
-    code: None for start, end in _INVISIBLE_RANGES for code in range(start, end + 1)
-}
-_PRE_TABLE.update({ord(emoji): f" {word} " for emoji, word in EMOJI_WORDS.items()})
+# Invisible characters and emoji: the guard's table (one list for both).
 
 # Letters NFKD leaves alone but people use as look-alikes (lowercase: applied after casefold).
 _LOOKALIKES = str.maketrans(
@@ -106,7 +78,7 @@ _COMBINING = dict.fromkeys(
 
 def _base(text: str) -> str:
     """Invisible characters out, emoji to words, casefold, accents and look-alikes off."""
-    text = text.translate(_PRE_TABLE).casefold()
+    text = text.translate(PRE_TABLE).casefold()
     if not text.isascii():
         text = unicodedata.normalize("NFKD", text).translate(_COMBINING).translate(_LOOKALIKES)
     return text

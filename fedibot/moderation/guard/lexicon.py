@@ -15,9 +15,10 @@ A list file (see fedibot/moderation/guard/data/en.toml) has these optional keys:
 Matching is whole-word on the normalised readings (see normalize.py), tolerant of repeated
 letters ("nuuude") and of a trailing s/es. A word that is no term but is made entirely of
 terms glued together ("childnude", "nakedkids") counts as those terms; a real word that only
-contains a term ("kidney", "Essex") does not, since every letter must belong to a term. An entry ending in `*` matches any word that
-starts with it ("несовершеннолетн*"). An entry containing Japanese/Chinese characters is
-looked for as a substring of the compact text (those scripts have no spaces).
+contains a term ("kidney", "Essex") does not, since every letter must belong to a term.
+An entry ending in `*` matches any word that starts with it ("несовершеннолетн*"). An entry
+containing Japanese/Chinese characters is looked for as a substring of the compact text
+(those scripts have no spaces).
 
 Operators add files or folders of *.toml files; everything is merged with the shipped lists.
 """

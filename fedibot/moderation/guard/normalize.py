@@ -40,12 +40,14 @@ _INVISIBLE_RANGES = (
     (0xE0000, 0xE007F), (0xE0100, 0xE01EF),
 )  # fmt: skip
 
+# Emoji read as words, by the guard and by the operator's block lists (prompt_filter.py).
 EMOJI_WORDS = {
     "🍑": "buttocks",
     "🍆": "penis",
     "💦": "cum",
     "👙": "bikini",
     "🩲": "underwear",
+    "👄": "lips",
     "🫦": "seductive",
     "🔞": "nsfw",
     "👶": "baby",
@@ -53,13 +55,15 @@ EMOJI_WORDS = {
     "🧒": "child",
     "👧": "little girl",
     "👦": "little boy",
+    "🏫": "school",
     "🚸": "children",
 }
 
-_PRE_TABLE: dict[int, str | None] = {
+#: `str.translate` table: invisible characters removed, emoji replaced by their word
+PRE_TABLE: dict[int, str | None] = {
     code: None for start, end in _INVISIBLE_RANGES for code in range(start, end + 1)
 }
-_PRE_TABLE.update({ord(emoji): f" {word} " for emoji, word in EMOJI_WORDS.items()})
+PRE_TABLE.update({ord(emoji): f" {word} " for emoji, word in EMOJI_WORDS.items()})
 
 # Combining marks of the Latin/Greek/Cyrillic diacritic blocks (what NFKD splits off accents).
 _COMBINING = dict.fromkeys(
@@ -145,7 +149,7 @@ def _fold_word(match: re.Match[str]) -> str:
 
 
 def _strip_invisible(text: str) -> str:
-    text = text.translate(_PRE_TABLE)
+    text = text.translate(PRE_TABLE)
     if not text.isascii() and any(unicodedata.category(c) == "Cf" for c in set(text)):
         text = "".join(c for c in text if unicodedata.category(c) != "Cf")
     return text
