@@ -14,6 +14,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from federation.base import Adapter
 from fedibot.config.loader import FedibotConfig
@@ -248,6 +249,20 @@ class App:
         self.started = asyncio.Event()
         self.db_clock = clock
 
+    def _horde_webhook(self) -> tuple[str, Callable[[str], None]] | None:
+        """(path, hint) when `[generator.horde] webhook_url` is set and the Horde is used."""
+        gen = self.config.generator
+        if gen.backend == "local" or not gen.horde.webhook_url:
+            return None
+        path = urlsplit(gen.horde.webhook_url).path or "/"
+
+        def hint(request_id: str) -> None:
+            horde = self.generators.horde if self.generators is not None else None
+            if horde is not None:
+                horde.flow.hint(request_id)
+
+        return path, hint
+
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         await upgrade(self.db)
@@ -257,7 +272,12 @@ class App:
         cache = Path(self.config.data_dir) / "cache" / "media"
         await asyncio.to_thread(prune_cache, cache)  # files of replies that ended in a retry
         if self.config.server.enabled:
-            self.ops = OpsServer(self.config.server.host, self.config.server.port, self.health)
+            self.ops = OpsServer(
+                self.config.server.host,
+                self.config.server.port,
+                self.health,
+                horde_webhook=self._horde_webhook(),
+            )
             await self.ops.start()
             log.info(
                 "health and metrics on http://%s:%s/", self.config.server.host, self.ops.bound_port

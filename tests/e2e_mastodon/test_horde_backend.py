@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from PIL import Image
 from sqlalchemy import select
@@ -196,3 +197,35 @@ async def test_horde_key_from_an_unset_env_variable_stops_the_start_instead_of_b
     with pytest.raises(ConfigError, match="FEDIBOT_E2E_UNSET_HORDE_KEY"):
         await apps.start(generator=generator)
     assert horde.submissions == [] and horde.headers_seen == []
+
+
+async def test_the_hordes_webhook_makes_the_bot_check_at_once(
+    fake: HoldingMastodon, apps: Apps, horde: FakeHorde
+) -> None:
+    """The first check says "wait 20 minutes" and the bot would look again in 10; the
+    Horde's webhook (AI-Horde `send_webhook`: `{"request": id, "id": gen id, ...}`) at the
+    configured URL's path on the ops server makes it check now, and the reply goes out."""
+    horde.will(Behaviour(done_after_checks=2, wait_time=1200))
+    request = fake.mention("alice@remote.example", "a lighthouse at dusk")
+    generator = generator_section(
+        horde,
+        "horde",
+        webhook_url="https://bot.example/hooks/horde",
+        max_check_interval_s=600,
+    )
+    app = await apps.start(generator=generator, server={"enabled": True, "port": 0})
+    assert app.ops is not None and app.ops.bound_port
+    rid = await eventually(lambda: next(iter(horde.check_times), None))
+    assert len(horde.check_times[rid]) == 1 and replies_to(fake, request["id"]) == []
+    base = f"http://127.0.0.1:{app.ops.bound_port}"
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{base}/hooks/horde", data=b"not json") as bad:
+            assert bad.status == 400
+        async with http.get(f"{base}/hooks/horde") as wrong_method:
+            assert wrong_method.status == 405
+        hook = {"request": rid, "id": "gen-1", "kudos": 10.0, "worker_id": "w", "gen": "x"}
+        async with http.post(f"{base}/hooks/horde", json=hook) as answer:
+            assert answer.status == 200
+    [reply] = await eventually(lambda: replies_to(fake, request["id"]), timeout=60)
+    assert len(reply["media_attachments"]) == 1
+    assert len(horde.check_times[rid]) == 2
