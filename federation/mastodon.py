@@ -450,6 +450,19 @@ class _WsStream:
         if not isinstance(message, Mapping):
             return
         event, payload = message.get("event"), message.get("payload")
+        if event is None and message.get("error"):
+            # Mastodon streaming/index.js: a subscription the token may not make (scopes) is
+            # refused over the open socket, which then carries nothing. End it: the reconnect
+            # backoff and the catch-up that follows every reconnect keep mentions coming.
+            error = str(message.get("error"))[:200]
+            log.warning(
+                "%s: the stream refused the subscription: %s (%s); give the token the "
+                "`read` scope",
+                self.adapter.name,
+                error,
+                message.get("status"),
+            )
+            raise ConnectionError(f"stream subscription refused: {error}")
         if event == "delete":
             self.adapter._remember_deleted(str(payload))
             return

@@ -207,6 +207,10 @@ class FakeMastodon:
         self.image_size_limit = image_size_limit
         self.media_polls_before_ready = media_polls_before_ready
         self.heartbeat_interval = heartbeat_interval
+        # Mastodon streaming/index.js `subscribeWebsocketToChannel`: a subscription the token
+        # may not make (scopes) is answered over the open socket as {"error", "status"}; the
+        # socket stays open, subscribed to nothing. (message, status) or None.
+        self.stream_subscription_error: tuple[str, int] | None = None
         self.policy_supported = policy_supported
         # Simulates a broken server that ignores the requested visibility (None: honour it).
         self.visibility_override: str | None = None
@@ -1411,6 +1415,9 @@ class FakeMastodon:
         conn = _StreamConn(kind="websocket", token_place=found[0][0])
         self._streams.append(conn)
         self.stream_connects += 1
+        refused = self.stream_subscription_error
+        if refused is not None:
+            await ws.send_str(json.dumps({"error": refused[0], "status": refused[1]}))
         try:
             while True:
                 if conn.drop_after is not None and conn.sent >= conn.drop_after:
@@ -1426,7 +1433,7 @@ class FakeMastodon:
                     await ws.close()
                     return ws
                 event, data = item
-                if event == "":
+                if event == "" or refused is not None:
                     continue
                 message = {"stream": ["user"], "event": event, "payload": data}
                 await ws.send_str(json.dumps(message, separators=(",", ":")))

@@ -23,6 +23,7 @@ from federation.mastodon_flavour import (
     normalise_language,
 )
 from federation.types import MediaItem, OutgoingPost, Visibility
+from tests.e2e_support import eventually
 from tests.fakes.mastodon_flavours import AKKOMA, FLAVOURS, GOTOSOCIAL, MASTODON, PLEROMA
 from tests.fakes.mastodon_server import FakeMastodon, ServerFlavour, templates
 from tests.mastodon.conftest import Collector, run_listener, stop
@@ -408,3 +409,27 @@ async def test_doctor_inspects_an_account_without_changing_it(name: str, served:
     assert fake.bot["bot"] is False  # doctor changes nothing
     assert not any(r.method == "PATCH" for r in fake.requests)
     assert fake.bot_token not in line
+
+
+async def test_a_refused_websocket_subscription_is_reported_and_mentions_still_arrive(
+    served: Make, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Mastodon refuses a subscription the token's scopes do not allow over the open socket
+    (`{"error": ..., "status": 401}`, streaming/index.js); the bot says so and keeps
+    receiving by catch-up instead of waiting on a silent stream."""
+    caplog.set_level(logging.INFO)
+    ws_only = dataclasses.replace(MASTODON, name="mastodon-ws-only", sse=False)
+    fake, adapter = await served(ws_only)
+    fake.stream_subscription_error = ("Access token does not have the required scopes", 401)
+    collector = Collector()
+    task = await run_listener(adapter, collector)
+    try:
+        await fake.wait_for_streams(1)
+        fake.mention("alice@remote.example", "@fedibot a red fox")
+        await eventually(lambda: collector.mentions)
+    finally:
+        await stop(task)
+    assert "refused the subscription: Access token does not have the required scopes" in (
+        caplog.text
+    )
+    assert [m.text for m in collector.mentions] == ["a red fox"]
