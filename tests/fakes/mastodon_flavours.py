@@ -332,7 +332,10 @@ PLEROMA = ServerFlavour(
     instance_v1_shape="pleroma",
     # instance_view.ex configuration/0: supported_mime_types: ["application/octet-stream"]
     supported_mime_types=("application/octet-stream",),
-    languages="any",  # Pleroma's language check was not read: stored as given
+    # lib/pleroma/ecto_type/activity_pub/object_validators/language_code.ex
+    # good_locale_code?: ^[a-zA-Z0-9-]+$; activity_draft.ex falls back to detection for
+    # anything else: never a 422 (read in Pleroma 2.6+ sources found by search).
+    languages="any",
     visibilities=("public", "unlisted", "local", "private", "direct", "list"),
 )
 
