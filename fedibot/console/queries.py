@@ -27,6 +27,7 @@ from fedibot.moderation.allowlist import (
     overrides_t,
 )
 from fedibot.queue.jobs import images, jobs
+from fedibot.queue.jobs import workers as workers_t
 from fedibot.queue.review import WITHHELD
 from fedibot.storage.models import JobState, SyncRun
 
@@ -128,8 +129,8 @@ def overview(conn: Connection, now: float) -> Overview:
         .order_by(runs_t.c.id.desc())
         .limit(1)
     ).first()
-    workers = [
-        {"name": owner, "jobs": int(count), "lease_until": until, "states": states}
+    leases = {
+        owner: {"jobs": int(count), "lease_until": until, "states": states}
         for owner, count, until, states in conn.execute(
             select(
                 jobs.c.lease_owner,
@@ -141,9 +142,8 @@ def overview(conn: Connection, now: float) -> Overview:
             )
             .where(jobs.c.lease_expires_at.is_not(None))
             .group_by(jobs.c.lease_owner)
-            .order_by(jobs.c.lease_owner)
         ).all()
-    ]
+    }
     return Overview(
         depth=depth,
         finished_24h=finished,
@@ -156,8 +156,30 @@ def overview(conn: Connection, now: float) -> Overview:
         held=held,
         last_sync=last_sync,
         last_applied_sync=last_applied,
-        workers=workers,
+        workers=_workers(conn, leases, since),
     )
+
+
+def _workers(
+    conn: Connection, leases: dict[str, dict[str, Any]], since: float
+) -> list[dict[str, Any]]:
+    """Generator workers seen since `since` (the `workers` table: every claim and heartbeat),
+    newest first, with the jobs they hold now; then other lease holders (the replier)."""
+    out: list[dict[str, Any]] = []
+    seen = conn.execute(
+        select(workers_t)
+        .where(workers_t.c.last_seen_at >= since)
+        .order_by(workers_t.c.last_seen_at.desc())
+    ).all()
+    for row in seen:
+        held = leases.pop(row.id, {"jobs": 0, "lease_until": None, "states": ""})
+        out.append(
+            {"name": row.id, "kind": row.kind, "host": row.host, "last_seen": row.last_seen_at}
+            | held
+        )
+    for owner in sorted(leases, key=str):
+        out.append({"name": owner, "kind": "", "host": "", "last_seen": None} | leases[owner])
+    return out
 
 
 # -- gallery ----------------------------------------------------------------------------------

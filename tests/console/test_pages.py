@@ -11,7 +11,7 @@ from sqlalchemy import insert, select
 
 from fedibot.moderation.allowlist import audit_t, bans_t, fediseer_t, overrides_t
 from fedibot.queue.jobs import images as images_t
-from fedibot.queue.jobs import jobs
+from fedibot.queue.jobs import jobs, workers
 from fedibot.queue.review import DISCARD_REASONS
 from tests.console.conftest import NOW
 
@@ -48,6 +48,15 @@ async def test_overview_counts_charts_held_sync_and_workers(signed_in) -> None:
         )
 
     await c.ctx.db.run(lease_it)
+    for worker_id, kind, host, seen in (
+        ("local-gpu1-42", "local", "gpu1", NOW - 30),  # idle now, seen half a minute ago
+        ("horde-bot-7", "horde", "bot", NOW - 3 * 86400),  # days ago: not listed
+    ):
+        await c.ctx.db.run(
+            lambda conn, w=worker_id, k=kind, h=host, t=seen: conn.execute(
+                workers.insert().values(id=w, kind=k, host=h, started_at=t, last_seen_at=t)
+            )
+        )
     page = await c.client.get("/")
     text = await page.text()
     assert page.status == 200
@@ -55,7 +64,9 @@ async def test_overview_counts_charts_held_sync_and_workers(signed_in) -> None:
     assert "Images per hour (last 24 h) — 3 in all" in text
     assert "p50 1.8 min" in text and "p95 2.0 min" in text
     assert f'href="/jobs/{held}"' in text and "held@remote.example" in text
-    assert "worker-gpu1-42" in text
+    assert "worker-gpu1-42" in text  # holds a lease
+    assert "local-gpu1-42" in text and "30 s ago" in text  # seen, holds nothing now
+    assert "horde-bot-7" not in text
     assert "Never synced." in text
     assert '<span class="n">1</span><span class="label">withheld</span>' in text
 
