@@ -46,9 +46,13 @@ class RemoteGone(PermanentError):
 
 
 class OutcomeUnknown(TransientError):
-    """The request went out but no answer came back (a timeout, a dropped connection, a
-    5xx): the server may have carried it out. Retried like any `TransientError`; the
-    post-once path keeps the attempt's request token so that a retry is recognised."""
+    """A create request went out but its answer did not come back (a timeout, a dropped
+    connection, a proxy's 502/504/520/524): the server may have carried it out. Retried like
+    any `TransientError`, but within `retry_within` seconds when that is set: the post-once
+    path keeps the attempt's request token, and the retry must repeat it while the server
+    still remembers it."""
+
+    retry_within: float | None = None
 
 
 class DeliveryUnconfirmed(PermanentError):

@@ -15,6 +15,7 @@ Lemmy has no push, and only 1.0 knows idempotency keys (for two minutes), so:
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import re
@@ -103,6 +104,10 @@ _IDEMPOTENCY_MEMORY = 120.0
 _IDEMPOTENCY_MARGIN = 10.0  # our clock against the server's: the request's travel, rounding
 # A message that Lemmy confirmed only by refusing its repeat (422): its id is not known.
 UNKNOWN_PM = "pm:unknown"
+# A proxy in front of Lemmy answered after Lemmy may have received the request: nginx 502
+# (upstream reset) and 504 (timeout), Cloudflare 520 (unexpected answer) and 524 (timeout).
+# 500 and 503 are answers that nothing was done; 521-523 mean Lemmy was never reached.
+_PROXY_GAVE_UP = frozenset({502, 504, 520, 524})
 _MARKER = "[//]: # (fedibot:{key})"
 
 
@@ -364,6 +369,7 @@ class LemmyAdapter:
         session = await self._http()
         token = self._jwt if auth else None
         headers: dict[str, str] = {}
+        creates = idempotency_key is not None  # only a create call can leave a post behind
         if idempotency_key and self.api is not None and self.api.version == "v4":
             headers["Idempotency-Key"] = idempotency_key
         if token:
@@ -387,7 +393,8 @@ class LemmyAdapter:
                 f"lemmy {self.name}: {call.method} {call.path}: {type(exc).__name__}"
             ) from exc
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise OutcomeUnknown(
+            unknown = OutcomeUnknown if creates else TransientError
+            raise unknown(
                 f"lemmy {self.name}: {call.method} {call.path}: {type(exc).__name__}"
             ) from exc
         body = _json_or_none(text)
@@ -406,9 +413,11 @@ class LemmyAdapter:
                     call, auth=auth, relogin=False, form=form, idempotency_key=idempotency_key
                 )
             raise AuthError(f"lemmy {self.name}: {call.path} refused the token ({code or status})")
-        if status == 422 and idempotency_key and not text.strip():
+        if status == 422 and "Idempotency-Key" in headers and not text.strip():
             raise _AlreadyReceived(f"lemmy {self.name}: {call.path}: a repeated request")
         error = self._error(call, status, code, retry_after)
+        if isinstance(error, OutcomeUnknown) and not creates:
+            error = TransientError(str(error), retry_after=retry_after)
         vars(error)["lemmy_code"] = code
         message = str(body.get("message") or "") if body else ""
         if message and auth:  # never for the login call: its body holds the password
@@ -425,7 +434,7 @@ class LemmyAdapter:
             return RemoteGone(where)
         if code == "locked":
             return LockedPostError(where)
-        if status == 504:  # a proxy gave up waiting: Lemmy may still have done it
+        if status in _PROXY_GAVE_UP:  # Lemmy may have done it; only its answer got lost
             return OutcomeUnknown(where, retry_after=retry_after)
         if status >= 500:  # Lemmy (or a proxy that never reached it) answered: not done
             return TransientError(where, retry_after=retry_after)
@@ -617,9 +626,13 @@ class LemmyAdapter:
     async def post(self, post: OutgoingPost) -> PostResult:
         """Upload the images, then comment under the mention (or send a private message)."""
         api = await self._ensure_started()
+        entered = time.monotonic()
         async with self._post_lock:
+            post = _token_in_time(post, time.monotonic() - entered)
             if _is_pm(post):
-                return await self._send_private_message(post, self._recipient_id(post))
+                return await self._send_private_message(
+                    post, self._recipient_id(post), post.request_token
+                )
             parent_id = _comment_id(post.in_reply_to_id)
             post_id = post.context.get("post_id")
             if parent_id is not None:
@@ -643,19 +656,33 @@ class LemmyAdapter:
             except LockedPostError:
                 return await self._locked(post, post.context.get("creator_id"))
             except _AlreadyReceived:
-                return await self._received_before(post)
+                return await self._comment_received_before(post)
             comment = (body.get("comment_view") or {}).get("comment") or {}
             return PostResult(remote_id=str(comment["id"]), url=comment.get("ap_id"))
 
-    async def _received_before(self, post: OutgoingPost) -> PostResult:
-        """1.0 refused a repeat of this attempt's request: the first one reached it. The
-        comment or message is looked up; a message to a remote user cannot be, and counts as
-        sent (`UNKNOWN_PM`). Not found otherwise: the first request failed on the server
-        (e.g. rate limited); the attempt is retried with a new token once this one expires."""
+    async def _comment_received_before(self, post: OutgoingPost) -> PostResult:
+        """1.0 refused a repeat of this attempt's comment: the first one reached it. Found by
+        its marker, it is the answer; if the post was locked since, the answer is the
+        message fallback (with its own token, so its own repeat is recognised); otherwise
+        the first request failed on the server (e.g. rate limited), and the attempt is
+        retried with a new token once this one has expired."""
         found = await self.find_existing_reply(post)
         if found is not None:
             return found
-        if self._pm_unlisted(post, await self._answered_by_message(post)):
+        if await self._answered_by_message(post):
+            return await self._locked(post, post.context.get("creator_id"))
+        raise OutcomeUnknown(
+            f"lemmy {self.name}: the instance received this comment before, but it is not there",
+            retry_after=self.idempotency_window,
+        )
+
+    async def _message_received_before(self, post: OutgoingPost) -> PostResult:
+        """1.0 refused a repeat of this attempt's message: the first one reached it. A
+        message to a remote user cannot be looked up and counts as sent (`UNKNOWN_PM`)."""
+        found = await self.find_existing_reply(post)
+        if found is not None:
+            return found
+        if self._pm_unlisted(post, True):
             log.warning(
                 "lemmy %s: %s repeats a message the instance already received; its id "
                 "cannot be looked up (a remote recipient on Lemmy 1.0), so it is not sent again",
@@ -664,15 +691,19 @@ class LemmyAdapter:
             )
             return PostResult(remote_id=UNKNOWN_PM, url=None)
         raise OutcomeUnknown(
-            f"lemmy {self.name}: the instance received this reply before, but it is not there",
+            f"lemmy {self.name}: the instance received this message before, but it is not there",
             retry_after=self.idempotency_window,
         )
 
     async def _locked(self, post: OutgoingPost, creator_id: Any) -> PostResult:
+        """The message that answers a mention in a locked post. Its request token is derived
+        from the attempt's: the comment request, refused as locked, already spent that one
+        on the server, and a repeat of the message must be recognised as one."""
         if self.config.locked_post_fallback != "private_message":
             raise LockedPostError(f"lemmy {self.name}: the post is locked; not answering")
         recipient = creator_id or self._recipient_id(post)
-        return await self._send_private_message(post, int(recipient))
+        token = fallback_token(post.request_token) if post.request_token else None
+        return await self._send_private_message(post, int(recipient), token)
 
     def _recipient_id(self, post: OutgoingPost) -> int:
         raw = post.recipient.id if post.recipient else post.context.get("creator_id")
@@ -681,7 +712,9 @@ class LemmyAdapter:
         except (TypeError, ValueError):
             raise PermanentError(f"lemmy {self.name}: no recipient for a private message") from None
 
-    async def _send_private_message(self, post: OutgoingPost, recipient_id: int) -> PostResult:
+    async def _send_private_message(
+        self, post: OutgoingPost, recipient_id: int, token: str | None
+    ) -> PostResult:
         assert self.api is not None
         self._check_budget(self._messages, len(self._missing_uploads(post)))
         urls = list(post.media_refs) or await self._upload_all(post.media)
@@ -690,10 +723,10 @@ class LemmyAdapter:
             body = await self._paced(
                 self._messages,
                 self.api.create_private_message(content, recipient_id),
-                idempotency_key=post.request_token,
+                idempotency_key=token,
             )
         except _AlreadyReceived:
-            return await self._received_before(post)
+            return await self._message_received_before(post)
         pm = (body.get("private_message_view") or {}).get("private_message") or {}
         return PostResult(remote_id=f"pm:{pm['id']}", url=pm.get("ap_id"))
 
@@ -853,7 +886,7 @@ class LemmyAdapter:
         Lemmy 1.0 lists a message the bot sent only when its recipient is local (it writes
         notification rows for local users only). For a message to a remote user after an
         unanswered attempt: inside the server's idempotency memory the post goes ahead with
-        the same request token (a repeat is refused, see `_received_before`); after it,
+        the same request token (a repeat is refused, see `_message_received_before`); after it,
         nothing can tell whether the message went out: `DeliveryUnconfirmed`."""
         post = replace(post, idempotency_key=lookup.key)
         found = await self.find_existing_reply(post)
@@ -939,6 +972,23 @@ class LemmyAdapter:
 
 
 # --- helpers ---------------------------------------------------------------------------------
+
+
+def fallback_token(token: str) -> str:
+    """The locked-post message's request token, derived from the attempt's (32 hex)."""
+    return hashlib.sha256(f"{token}#message".encode()).hexdigest()[:32]
+
+
+def _token_in_time(post: OutgoingPost, waited: float) -> OutgoingPost:
+    """A repeated request token must reach Lemmy while it still remembers it: waiting for
+    the post lock may have used up the time left (`request_token_ttl`)."""
+    ttl = post.request_token_ttl
+    if ttl is not None and waited >= ttl:
+        raise OutcomeUnknown(
+            f"the repeat of {post.idempotency_key} waited {waited:.0f} s; the instance may have "
+            "forgotten its key, so it is not sent now"
+        )
+    return post
 
 
 def _group_items(items: list[InboxItem]) -> list[list[InboxItem]]:

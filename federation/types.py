@@ -138,6 +138,9 @@ class OutgoingPost:
     # of a call whose answer never came, while the server still remembers it (see
     # `Adapter.idempotency_window`), else new. Lemmy 1.0 sends it as `Idempotency-Key`.
     request_token: str | None = None
+    # Set only when `request_token` repeats an unanswered call: seconds the server is still
+    # sure to remember it, counted from the adapter's `post` call. Past it, do not send.
+    request_token_ttl: float | None = None
 
 
 @dataclass(frozen=True)
@@ -149,7 +152,7 @@ class PostLookup:
     media_refs: tuple[str, ...] = ()  # uploads recorded for it before it was posted
     exclude: frozenset[str] = frozenset()  # remote ids of the job's other posts (e.g. notice)
     # Seconds since an earlier attempt's post call that got no answer (a crash, a timeout, a
-    # 5xx: it may have posted); None when every earlier call was answered or none was made.
+    # proxy's 502/504: it may have posted); None when every earlier call was answered.
     unsettled_for: float | None = None
 
 

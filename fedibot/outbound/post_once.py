@@ -275,32 +275,36 @@ class PostOnce:
         if before_post is not None:
             await before_post()
         refs = await self._uploads(adapter, intent, post)
-        token, started_at = self._token(adapter, intent, unsettled_for)
+        token, started_at, ttl = self._token(adapter, intent)
         await self.store.begin_send(intent.id, token, started_at)
         try:
             result = await adapter.post(
-                dataclasses.replace(post, media_refs=tuple(refs), request_token=token)
+                dataclasses.replace(
+                    post, media_refs=tuple(refs), request_token=token, request_token_ttl=ttl
+                )
             )
-        except OutcomeUnknown:
-            raise  # it may be on the server: the next attempt repeats this token or looks
+        except OutcomeUnknown as exc:
+            # It may be on the server: the next attempt looks, or repeats this token, which
+            # it must do while the server remembers it.
+            left = adapter.idempotency_window - (self.clock() - started_at)
+            exc.retry_within = left if left > 1.0 else None
+            raise
         except AdapterError:
             await self.store.settle(intent.id)  # the server answered: nothing was posted
             raise
         await self.store.mark_posted(intent.id, result)
         return result
 
-    def _token(
-        self, adapter: Adapter, intent: Intent, unsettled_for: float | None
-    ) -> tuple[str, float]:
-        """The unanswered call's token while the server remembers it, else a new one."""
-        if (
-            intent.send_token is not None
-            and intent.send_started_at is not None
-            and unsettled_for is not None
-            and unsettled_for < adapter.idempotency_window
-        ):
-            return intent.send_token, intent.send_started_at
-        return request_token(intent.key, intent.attempts), self.clock()
+    def _token(self, adapter: Adapter, intent: Intent) -> tuple[str, float, float | None]:
+        """(token, first sent at, seconds it stays usable): the unanswered call's token while
+        the server remembers it (measured now, after the lookup and the uploads), else a
+        new one without a limit."""
+        now = self.clock()
+        if intent.send_token is not None and intent.send_started_at is not None:
+            left = adapter.idempotency_window - max(0.0, now - intent.send_started_at)
+            if left > 0:
+                return intent.send_token, intent.send_started_at, left
+        return request_token(intent.key, intent.attempts), now, None
 
     async def _uploads(self, adapter: Adapter, intent: Intent, post: OutgoingPost) -> list[str]:
         """One server reference per image: the recorded one while the server has it, else a

@@ -213,6 +213,7 @@ class Replier:
                 str(err),
                 retryable=True,
                 retry_after=err.retry_after,
+                retry_within=getattr(err, "retry_within", None),
             )
         except PermanentError as err:
             metrics.ADAPTER_ERRORS.labels(account=row.bot_account, kind="permanent").inc()

@@ -122,9 +122,11 @@ class ReplySide(QueueCore):
         retryable: bool,
         retry_after: float | None = None,
         gone: bool = False,
+        retry_within: float | None = None,
     ) -> str | None:
-        """A post attempt failed. Transient → try again later (never dropped); permanent →
-        failed without reply; the request deleted → cancelled."""
+        """A post attempt failed. Transient → try again later (never dropped), within
+        `retry_within` seconds when given (a repeat the server must still recognise);
+        permanent → failed without reply; the request deleted → cancelled."""
         now = self._now()
 
         def _failed(conn: Connection) -> tuple[str, str] | None:
@@ -142,7 +144,10 @@ class ReplySide(QueueCore):
                 cap = self.settings.reply_retry_max_seconds
                 delay = self._backoff(row.reply_attempts, cap)
                 server_wait = retry_after if retry_after and math.isfinite(retry_after) else 0.0
-                values = {"not_before": now + min(max(delay, server_wait), cap)}
+                wait = min(max(delay, server_wait), cap)
+                if retry_within is not None:
+                    wait = min(wait, max(0.0, retry_within))
+                values = {"not_before": now + wait}
                 if sending_images:
                     values["state"] = JobState.GENERATED
                 else:

@@ -442,8 +442,8 @@ class OutboundPost(Base):
     created_at: Mapped[float] = mapped_column(Float)
     updated_at: Mapped[float] = mapped_column(Float)
     posted_at: Mapped[float | None] = mapped_column(Float, nullable=True)
-    # The post call in flight, or left without an answer (a crash, a timeout, a 5xx): its
-    # request token and when it was first sent. Cleared when the server answers.
+    # The post call in flight, or left without an answer (a crash, a timeout, a proxy's
+    # 502/504): its request token and when it was first sent. Cleared when answered.
     send_token: Mapped[str | None] = mapped_column(String(32), nullable=True)
     send_started_at: Mapped[float | None] = mapped_column(Float, nullable=True)
 

@@ -145,10 +145,21 @@ def test_the_address_rule() -> None:
         "fd00::1",
         "fe80::1%eth0",
         "::ffff:127.0.0.1",  # IPv4-mapped loopback
+        "64:ff9b::7f00:1",  # NAT64 of 127.0.0.1
+        "2002:7f00:1::",  # 6to4 of 127.0.0.1
+        "2002:a00:1::1",  # 6to4 of 10.0.0.1
+        "::7f00:1",  # IPv4-compatible 127.0.0.1
+        "fec0::1",  # site-local
         "not an address",
     ):
         assert not public_address(private), private
-    for public in ("93.184.216.34", "1.1.1.1", "2606:4700:4700::1111", "[2a00:1450::1]"):
+    for public in (
+        "93.184.216.34",
+        "1.1.1.1",
+        "2606:4700:4700::1111",
+        "[2a00:1450::1]",
+        "64:ff9b::5db8:d822",  # NAT64 of a public address
+    ):
         assert public_address(public), public
 
 

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import pytest
 
-from federation.errors import DeliveryUnconfirmed
-from federation.lemmy import UNKNOWN_PM
+from federation.errors import DeliveryUnconfirmed, OutcomeUnknown
+from federation.lemmy import UNKNOWN_PM, _token_in_time, fallback_token
+from federation.types import OutgoingPost, Visibility
 from fedibot.outbound.post_once import IntentState, PostKind, request_token
 from fedibot.storage.models import JobState, ReplyState
 from tests.outbound.conftest import LEASE, World, crash_once
@@ -150,10 +151,10 @@ async def test_a_refused_send_is_retried_with_a_new_key(world: World) -> None:
     assert (intent.state, intent.remote_id) == (IntentState.POSTED, f"pm:{message['id']}")
 
 
-async def test_a_comment_reply_repeated_inside_the_window_is_found_not_doubled(
+async def test_a_comment_reply_after_a_crash_is_found_by_its_marker_not_doubled(
     world: World,
 ) -> None:
-    """Comments are found by their marker; the repeated key is a second guard."""
+    """Comments are found by their marker before anything is sent again."""
     mention = await world.request("a red fox")
     job_id = await world.result_job(mention, images=1)
     first = await world.process()
@@ -171,3 +172,44 @@ def test_request_tokens_fit_lemmys_32_characters_and_differ_per_attempt() -> Non
     assert len(tokens) == 100
     assert all(len(t) == 32 for t in tokens)
     assert request_token(key, 3) == request_token(key, 3)
+
+
+async def test_a_locked_posts_message_has_its_own_key_and_its_repeat_is_refused(
+    world: World,
+) -> None:
+    """The comment is refused as locked (its key is now spent on the server); the message
+    that answers instead carries a key of its own, so it goes out, and when its answer is
+    lost, the repeat is recognised (422) instead of sent twice."""
+    mention = await world.request("a red fox")
+    job_id = await world.result_job(mention, images=1)
+    world.fake.fail_next("POST", "/api/v4/comment", 400, "locked")
+    world.fake.fail_next("POST", PM_PATH, 504, after=True)
+    process = await world.process()
+    assert await process.reply_once() == 1
+    (comment_try,) = world.fake.requests_to("POST", "/api/v4/comment")
+    (message,) = _pm_posts(world)
+    assert comment_try.status == 400 and message.status == 504
+    assert message.idempotency_key == fallback_token(str(comment_try.idempotency_key))
+    assert len(world.fake.messages_by(world.fake.bot)) == 1  # sent; the answer was lost
+    job = await world.job(job_id)
+    assert job.state == JobState.GENERATED
+    assert job.not_before - world.clock.now <= 110  # back while Lemmy remembers the key
+
+    world.fake.lock_post(int(mention.context["post_id"]))  # as the server said
+    world.clock.advance(job.not_before - world.clock.now + 1)
+    assert await process.reply_once() == 1
+    assert [r.status for r in _pm_posts(world)] == [504, 422]
+    assert len(world.fake.messages_by(world.fake.bot)) == 1
+    job = await world.job(job_id)
+    assert (job.state, job.reply_remote_id) == (JobState.DONE, UNKNOWN_PM)
+
+
+def test_a_repeat_that_waited_too_long_for_its_turn_is_not_sent() -> None:
+    post = OutgoingPost(
+        text="x", visibility=Visibility.DIRECT, request_token="t" * 32, request_token_ttl=5.0
+    )
+    assert _token_in_time(post, 4.0) is post
+    with pytest.raises(OutcomeUnknown):
+        _token_in_time(post, 5.0)
+    fresh = OutgoingPost(text="x", visibility=Visibility.DIRECT, request_token="t" * 32)
+    assert _token_in_time(fresh, 3600.0) is fresh

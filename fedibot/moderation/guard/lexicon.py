@@ -230,23 +230,33 @@ class _Index:
             self._match_inside(reading.words[index], index, found)
         for index, skel in enumerate(reading.skeletons):
             if len(skel) >= 6 and skel[:3] in self._glue_heads and skel not in self._table:
-                self._match_glued(skel, index, found)
+                self._match_glued(reading.words[index], index, found)
         return found
 
-    def _match_glued(self, skel: str, index: int, found: list[Hit]) -> None:
-        """A word made entirely of two to four terms ('childnude' = child + nude)."""
-        if len(skel) > 48 or not skel.isalpha():
+    def _match_glued(self, word: str, index: int, found: list[Hit]) -> None:
+        """A word made entirely of two to four terms ('childnude' = child + nude). Pieces
+        are cut from the word as written, so a letter doubled at the join still splits
+        ('teennude' = teen + nude); each piece is compared by its skeleton."""
+        if len(word) > 48 or not word.isalpha():
             return
-        pieces: list[tuple[str, ...] | None] = [None] * (len(skel) + 1)
+        pieces: list[tuple[str, ...] | None] = [None] * (len(word) + 1)
         pieces[0] = ()
-        for i in range(len(skel) - 2):
+        for i in range(len(word) - 2):
             before = pieces[i]
-            if before is None or len(before) >= 4 or skel[i : i + 3] not in self._glue_heads:
+            if before is None or len(before) >= 4:
                 continue
-            for j in range(i + 3, min(len(skel), i + self._glue_longest) + 1):
-                if pieces[j] is None and skel[i:j] in self._glue:
-                    pieces[j] = (*before, skel[i:j])
-        glued = pieces[len(skel)]
+            skel = ""
+            for j in range(i + 1, len(word) + 1):
+                letter = word[j - 1]
+                if skel[-1:] != letter:
+                    skel += letter
+                    if len(skel) > self._glue_longest:
+                        break
+                    if len(skel) == 3 and skel not in self._glue_heads:
+                        break
+                if len(skel) >= 3 and pieces[j] is None and skel in self._glue:
+                    pieces[j] = (*before, skel)
+        glued = pieces[len(word)]
         if glued is None or len(glued) < 2:
             return
         for piece in glued:

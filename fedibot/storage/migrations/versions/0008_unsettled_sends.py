@@ -4,9 +4,9 @@ Revision ID: 0008
 Revises: 0007
 
 `outbound_posts.send_token` / `send_started_at` are written right before the post call and
-cleared when the server answers. Left set (a crash, a timeout, a 5xx), they let the next
-attempt repeat the call with the same `Idempotency-Key` while the server remembers it (Lemmy
-1.0: two minutes), and tell it how long ago the unanswered call was made.
+cleared when the server answers. Left set (a crash, a timeout, a proxy's 502/504), they let
+the next attempt repeat the call with the same `Idempotency-Key` while the server remembers
+it (Lemmy 1.0: two minutes), and tell it how long ago the unanswered call was made.
 """
 
 from __future__ import annotations
