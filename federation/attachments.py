@@ -135,12 +135,19 @@ class PublicOnlyResolver:
     ) -> list[Any]:
         found = await self._inner.resolve(host, port, family)
         public = bool(found) and all(public_address(str(info["host"])) for info in found)
-        if not public and host.lower() not in self._trusted:
+        if not public and not _trusted_name(host, self._trusted):
             raise PrivateAddressError(f"{host} resolves to an address that is not public")
         return list(found)
 
     async def close(self) -> None:
         await self._inner.close()
+
+
+def _trusted_name(host: str, trusted: frozenset[str]) -> bool:
+    """One of the bot's own servers, or a subdomain of one (its media host, which the
+    requester cannot point anywhere)."""
+    name = host.lower().rstrip(".")
+    return any(name == t or (not _is_ip(t) and name.endswith("." + t)) for t in trusted)
 
 
 def _address_refused(url: str, trusted: frozenset[str]) -> bool:
@@ -196,7 +203,7 @@ async def fetch_attachment(
     by the caller must have been made with `PublicOnlyResolver`."""
     import aiohttp  # only when a picture is fetched (admin commands never load it)
 
-    trusted_names = frozenset(_hostname(h).strip("[]") for h in trusted if h)
+    trusted_names = frozenset(_hostname(h).strip("[]").lower() for h in trusted if h)
 
     limits = limits or FetchLimits()
     if attachment.kind not in ("image", ""):

@@ -187,6 +187,22 @@ async def test_a_home_server_whose_name_resolves_to_loopback_is_not_fetched(serv
     # the same name is fine when it is the bot's own server
     fetched = await fetch_attachment(attachment, (named,), trusted=("localhost",))
     assert fetched.data.startswith(b"\x89PNG") and served == ["/picture"]
+    # a look-alike of the own server's name is not
+    with pytest.raises(AttachmentError):
+        await fetch_attachment(attachment, (named,), trusted=("host",))
+    assert served == ["/picture"]
+
+
+def test_subdomains_of_the_bots_own_servers_may_have_private_addresses() -> None:
+    from federation.attachments import _trusted_name
+
+    trusted = frozenset({"social.example", "10.0.0.5"})
+    assert _trusted_name("social.example", trusted)
+    assert _trusted_name("files.social.example", trusted)
+    assert _trusted_name("10.0.0.5", trusted)
+    assert not _trusted_name("evilsocial.example", trusted)
+    assert not _trusted_name("social.example.evil.test", trusted)
+    assert not _trusted_name("1.10.0.0.5", trusted)
 
 
 async def test_a_redirect_into_the_private_network_is_not_followed(server) -> None:
