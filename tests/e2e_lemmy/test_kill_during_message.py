@@ -87,8 +87,11 @@ async def test_killed_after_lemmy_created_the_message_it_is_never_sent_twice(
     tmp_path: Path,
     down_for: float,
 ) -> None:
+    raw = raw_config(data_dir, fake)
+    # The held answer must not time out on the bot's side before the test kills it.
+    raw["accounts"][0]["request_timeout_seconds"] = 600
     config_file = tmp_path / "config.toml"
-    config_file.write_text(to_toml(raw_config(data_dir, fake)))
+    config_file.write_text(to_toml(raw))
     alice = fake.add_user("alice", domain="remote.example")
     fake.private_message(alice, "a lighthouse at dusk")
     log_file = (tmp_path / "bot.log").open("wb")
