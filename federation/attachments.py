@@ -91,7 +91,7 @@ def public_address(address: str) -> bool:
     except ValueError:
         return False
     if isinstance(ip, ipaddress.IPv6Address):
-        if ip.is_site_local:
+        if ip.is_site_local or ip in _LOCAL_NAT64:
             return False
         embedded = _embedded_ipv4(ip)
         if embedded is not None:
@@ -100,6 +100,8 @@ def public_address(address: str) -> bool:
 
 
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_LOCAL_NAT64 = ipaddress.IPv6Network("64:ff9b:1::/48")  # RFC 8215: a network's own use
+_IPV4_TRANSLATED = ipaddress.IPv6Network("::ffff:0:0:0/96")  # RFC 2765
 _IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
 
 
@@ -112,7 +114,7 @@ def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
         return ip.sixtofour
     if ip.teredo is not None:
         return ip.teredo[1]
-    if ip in _NAT64 or (ip in _IPV4_COMPATIBLE and int(ip) > 1):
+    if ip in _NAT64 or ip in _IPV4_TRANSLATED or (ip in _IPV4_COMPATIBLE and int(ip) > 1):
         return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
     return None
 
@@ -144,10 +146,9 @@ class PublicOnlyResolver:
 
 
 def _trusted_name(host: str, trusted: frozenset[str]) -> bool:
-    """One of the bot's own servers, or a subdomain of one (its media host, which the
-    requester cannot point anywhere)."""
-    name = host.lower().rstrip(".")
-    return any(name == t or (not _is_ip(t) and name.endswith("." + t)) for t in trusted)
+    """Exactly one of the trusted names. Not their subdomains: a picture URL in a Lemmy
+    comment is the requester's markdown, and `grafana.<bot's domain>` is no media host."""
+    return host.lower().rstrip(".") in trusted
 
 
 def _address_refused(url: str, trusted: frozenset[str]) -> bool:

@@ -8,6 +8,9 @@ class AdapterError(Exception):
 
     code = "adapter_error"
     http_status: int | None = None  # the server's HTTP status, where there was one
+    # The server answered a create request (a post, comment or message) with this refusal:
+    # nothing was posted by it. The post-once path then forgets the request token.
+    create_refused: bool = False
 
 
 class TransientError(AdapterError):

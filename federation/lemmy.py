@@ -217,6 +217,9 @@ class LemmyAdapter:
         self._unacked: set[tuple[str, int]] = set()  # delivered, but marking read failed
         self._uploads: OrderedDict[tuple[str, int, int], str] = OrderedDict()
         self._self_mention: re.Pattern[str] | None = None
+        # monotonic time after which the repeated request token of the post under way must
+        # not be sent (`OutgoingPost.request_token_ttl`); None: not a repeat
+        self._key_deadline: float | None = None
 
     # --- life cycle ----------------------------------------------------------------------
 
@@ -372,6 +375,12 @@ class LemmyAdapter:
         creates = idempotency_key is not None  # only a create call can leave a post behind
         if idempotency_key and self.api is not None and self.api.version == "v4":
             headers["Idempotency-Key"] = idempotency_key
+            deadline = self._key_deadline
+            if deadline is not None and time.monotonic() >= deadline:
+                # a repeated key the instance may have forgotten by now: not sent
+                raise OutcomeUnknown(
+                    f"lemmy {self.name}: {call.path}: too late to repeat the request safely"
+                )
         if token:
             headers["Authorization"] = f"Bearer {token}"
             if form is not None:
@@ -418,6 +427,8 @@ class LemmyAdapter:
         error = self._error(call, status, code, retry_after)
         if isinstance(error, OutcomeUnknown) and not creates:
             error = TransientError(str(error), retry_after=retry_after)
+        elif creates and not isinstance(error, OutcomeUnknown):
+            error.create_refused = True  # the instance answered: this request posted nothing
         vars(error)["lemmy_code"] = code
         message = str(body.get("message") or "") if body else ""
         if message and auth:  # never for the login call: its body holds the password
@@ -626,39 +637,48 @@ class LemmyAdapter:
     async def post(self, post: OutgoingPost) -> PostResult:
         """Upload the images, then comment under the mention (or send a private message)."""
         api = await self._ensure_started()
-        entered = time.monotonic()
-        async with self._post_lock:
-            post = _token_in_time(post, time.monotonic() - entered)
-            if _is_pm(post):
-                return await self._send_private_message(
-                    post, self._recipient_id(post), post.request_token
-                )
-            parent_id = _comment_id(post.in_reply_to_id)
-            post_id = post.context.get("post_id")
-            if parent_id is not None:
-                view = (await self._request(api.get_comment(parent_id))).get("comment_view") or {}
-                if _gone(view):
-                    raise RemoteGone(f"lemmy {self.name}: comment {parent_id} was deleted")
-                post_id = (view.get("comment") or {}).get("post_id") or post_id
-                if (view.get("post") or {}).get("locked"):
-                    return await self._locked(post, (view.get("creator") or {}).get("id"))
-            if not post_id:
-                raise PermanentError(f"lemmy {self.name}: nothing to reply to (no comment/post id)")
-            self._check_budget(self._comments, len(self._missing_uploads(post)))
-            urls = list(post.media_refs) or await self._upload_all(post.media)
-            content = _compose(post, urls, as_links=False)
+        ttl = post.request_token_ttl
+        deadline = None if ttl is None else time.monotonic() + ttl
+        async with self._post_lock:  # posts one at a time: the deadline is this post's
+            self._key_deadline = deadline
             try:
-                body = await self._paced(
-                    self._comments,
-                    api.create_comment(content, int(post_id), parent_id),
-                    idempotency_key=post.request_token,
-                )
-            except LockedPostError:
-                return await self._locked(post, post.context.get("creator_id"))
-            except _AlreadyReceived:
-                return await self._comment_received_before(post)
-            comment = (body.get("comment_view") or {}).get("comment") or {}
-            return PostResult(remote_id=str(comment["id"]), url=comment.get("ap_id"))
+                return await self._post_locked(api, post)
+            finally:
+                self._key_deadline = None
+
+    async def _post_locked(self, api: LemmyApi, post: OutgoingPost) -> PostResult:
+        """`post` under the post lock: a message, or a comment under the mention (a message
+        when the post is locked)."""
+        if _is_pm(post):
+            return await self._send_private_message(
+                post, self._recipient_id(post), post.request_token
+            )
+        parent_id = _comment_id(post.in_reply_to_id)
+        post_id = post.context.get("post_id")
+        if parent_id is not None:
+            view = (await self._request(api.get_comment(parent_id))).get("comment_view") or {}
+            if _gone(view):
+                raise RemoteGone(f"lemmy {self.name}: comment {parent_id} was deleted")
+            post_id = (view.get("comment") or {}).get("post_id") or post_id
+            if (view.get("post") or {}).get("locked"):
+                return await self._locked(post, (view.get("creator") or {}).get("id"))
+        if not post_id:
+            raise PermanentError(f"lemmy {self.name}: nothing to reply to (no comment/post id)")
+        self._check_budget(self._comments, len(self._missing_uploads(post)))
+        urls = list(post.media_refs) or await self._upload_all(post.media)
+        content = _compose(post, urls, as_links=False)
+        try:
+            body = await self._paced(
+                self._comments,
+                api.create_comment(content, int(post_id), parent_id),
+                idempotency_key=post.request_token,
+            )
+        except LockedPostError:
+            return await self._locked(post, post.context.get("creator_id"))
+        except _AlreadyReceived:
+            return await self._comment_received_before(post)
+        comment = (body.get("comment_view") or {}).get("comment") or {}
+        return PostResult(remote_id=str(comment["id"]), url=comment.get("ap_id"))
 
     async def _comment_received_before(self, post: OutgoingPost) -> PostResult:
         """1.0 refused a repeat of this attempt's comment: the first one reached it. Found by
@@ -671,7 +691,8 @@ class LemmyAdapter:
             return found
         if await self._answered_by_message(post):
             return await self._locked(post, post.context.get("creator_id"))
-        raise OutcomeUnknown(
+        # not an unknown outcome: the comment is not there; a new token after this one expired
+        raise TransientError(
             f"lemmy {self.name}: the instance received this comment before, but it is not there",
             retry_after=self.idempotency_window,
         )
@@ -690,7 +711,7 @@ class LemmyAdapter:
                 post.idempotency_key,
             )
             return PostResult(remote_id=UNKNOWN_PM, url=None)
-        raise OutcomeUnknown(
+        raise TransientError(
             f"lemmy {self.name}: the instance received this message before, but it is not there",
             retry_after=self.idempotency_window,
         )
@@ -977,18 +998,6 @@ class LemmyAdapter:
 def fallback_token(token: str) -> str:
     """The locked-post message's request token, derived from the attempt's (32 hex)."""
     return hashlib.sha256(f"{token}#message".encode()).hexdigest()[:32]
-
-
-def _token_in_time(post: OutgoingPost, waited: float) -> OutgoingPost:
-    """A repeated request token must reach Lemmy while it still remembers it: waiting for
-    the post lock may have used up the time left (`request_token_ttl`)."""
-    ttl = post.request_token_ttl
-    if ttl is not None and waited >= ttl:
-        raise OutcomeUnknown(
-            f"the repeat of {post.idempotency_key} waited {waited:.0f} s; the instance may have "
-            "forgotten its key, so it is not sent now"
-        )
-    return post
 
 
 def _group_items(items: list[InboxItem]) -> list[list[InboxItem]]:

@@ -130,6 +130,11 @@ class PicturesConfig(BaseModel):
     fetch_timeout_seconds: float = Field(
         20.0, ge=1, le=300, description="the whole fetch, redirects included"
     )
+    private_hosts: list[str] = Field(
+        default_factory=list,
+        description="host names (exact) besides the accounts' own servers that may have "
+        "private addresses, e.g. your instance's media host inside your network",
+    )
 
 
 class ServerConfig(BaseModel):

@@ -131,7 +131,9 @@ class PictureChecker:
                 max_pixels=int(pictures.max_megapixels * 1_000_000),
                 timeout_seconds=float(pictures.fetch_timeout_seconds),
             ),
-            trusted_hosts=tuple(h for h in own_servers if h),
+            trusted_hosts=tuple(
+                h for h in (*own_servers, *(n.lower() for n in pictures.private_hosts)) if h
+            ),
         )
 
     def _classify(self, image: Any) -> Any:

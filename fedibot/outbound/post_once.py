@@ -285,12 +285,17 @@ class PostOnce:
             )
         except OutcomeUnknown as exc:
             # It may be on the server: the next attempt looks, or repeats this token, which
-            # it must do while the server remembers it.
+            # it must do while the server remembers it (half the time left: the replier's
+            # poll, the claim and the lookup come before the repeat goes out).
             left = adapter.idempotency_window - (self.clock() - started_at)
-            exc.retry_within = left if left > 1.0 else None
+            exc.retry_within = left / 2 if left > 2.0 else None
             raise
-        except AdapterError:
-            await self.store.settle(intent.id)  # the server answered: nothing was posted
+        except AdapterError as exc:
+            # Settled only by an answer: the create request itself refused (nothing posted),
+            # or a first try that failed before its create left. A repeat that failed
+            # anywhere else (a lookup, the parent's check) leaves the earlier call unknown.
+            if exc.create_refused or ttl is None:
+                await self.store.settle(intent.id)
             raise
         await self.store.mark_posted(intent.id, result)
         return result

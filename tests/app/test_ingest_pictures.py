@@ -109,7 +109,12 @@ async def test_the_picture_limits_come_from_config(sqlite_db, tmp_path) -> None:
     config = parse_config(
         {
             "data_dir": str(tmp_path),
-            "pictures": {"max_megabytes": 0.5, "max_megapixels": 0.001, "fetch_timeout_seconds": 7},
+            "pictures": {
+                "max_megabytes": 0.5,
+                "max_megapixels": 0.001,
+                "fetch_timeout_seconds": 7,
+                "private_hosts": ["Files.Bots.Example"],
+            },
             "accounts": [
                 {
                     "platform": "mastodon",
@@ -135,4 +140,4 @@ async def test_the_picture_limits_come_from_config(sqlite_db, tmp_path) -> None:
     assert caught.value.code == "picture_too_large" and "48x32 pixels" in caught.value.message
     [limits] = seen
     assert (limits.max_bytes, limits.timeout_seconds) == (512 * 1024, 7.0)  # type: ignore[attr-defined]
-    assert checker.trusted_hosts == ("bots.example",)
+    assert checker.trusted_hosts == ("bots.example", "files.bots.example")

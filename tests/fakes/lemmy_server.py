@@ -109,6 +109,8 @@ class _Failure:
     body: JSON
     times: int
     after: bool = False  # the request is carried out; only its answer is replaced
+    empty: bool = False  # the answer has no body at all
+    skip: int = 0  # matching requests let through before the first failure
 
 
 @dataclass
@@ -402,12 +404,17 @@ class FakeLemmy:
         times: int = 1,
         *,
         after: bool = False,
+        empty: bool = False,
+        skip: int = 0,
     ) -> None:
         """The next `times` requests to `method path` answer `status` {"error": error}.
         With `after`, each is carried out first and only its answer is lost (e.g. a proxy's
-        504 after Lemmy did the work)."""
+        504 after Lemmy did the work); with `empty`, the answer has no body; `skip` lets that
+        many matching requests through first."""
         body = {"error": error} if error else {}
-        self._failures.append(_Failure(method.upper(), path, status, body, times, after))
+        self._failures.append(
+            _Failure(method.upper(), path, status, body, times, after, empty, skip)
+        )
 
     def clear_failures(self) -> None:
         """Forget every failure `fail_next` set up that has not been used up yet."""
@@ -850,7 +857,11 @@ class FakeLemmy:
         if failure is not None and failure.after:
             await self._guarded(request, handler)  # done; the answer never arrives
         if failure is not None:
-            response = web.json_response(failure.body, status=failure.status)
+            response = (
+                web.Response(status=failure.status)
+                if failure.empty
+                else web.json_response(failure.body, status=failure.status)
+            )
         if response is None:
             response = await self._guarded(request, handler)
         logged.status = response.status
@@ -935,6 +946,9 @@ class FakeLemmy:
     def _injected_failure(self, request: web.Request) -> _Failure | None:
         for failure in self._failures:
             if failure.method == request.method and failure.path == request.path:
+                if failure.skip > 0:
+                    failure.skip -= 1
+                    return None
                 failure.times -= 1
                 if failure.times <= 0:
                     self._failures.remove(failure)

@@ -8,11 +8,12 @@ finding a private message already sent — and passes now.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 import pytest
 
-from federation.errors import AuthError, TransientError
-from federation.lemmy import LemmyAdapter, RateLimited
+from federation.errors import AuthError, PermanentError, TransientError
+from federation.lemmy import UNKNOWN_PM, LemmyAdapter, RateLimited
 from federation.types import Mention
 from tests.fakes.lemmy_server import FakeLemmy
 from tests.lemmy.conftest import BOT_PASSWORD, Collector
@@ -314,3 +315,25 @@ async def test_1_0_rate_limits_are_read_from_their_1_0_field_names(
     else:
         assert (served["comment"], served["comment_per_second"]) == (3, 90)
     assert adapter.limits.comment == (3, 90.0) and adapter.limits.image == (2, 45.0)
+
+
+async def test_an_empty_422_is_a_repeat_only_where_the_key_was_sent(
+    adapter: LemmyAdapter, fake: FakeLemmy, alice: dict, sink
+) -> None:
+    """1.0 answers a repeated `Idempotency-Key` with an empty 422. 0.19 has no such
+    middleware and is never sent the header, so its 422 is an ordinary refusal."""
+    fake.private_message(alice, "a dog")
+    mention = await receive(adapter, sink)
+    post = replace(reply_to(mention, "There.", key="job-422"), request_token="k" * 32)
+    path = f"/api/{fake.api_version}/private_message"
+    fake.fail_next("POST", path, 422, empty=True)
+    if fake.api_version == "v4":
+        found = await adapter.post(post)  # taken for a repeat of a message that arrived
+        assert found.remote_id == UNKNOWN_PM
+    else:
+        with pytest.raises(PermanentError) as refused:
+            await adapter.post(post)
+        assert refused.value.create_refused
+    (sent,) = fake.requests_to("POST", path)
+    assert sent.idempotency_key == ("k" * 32 if fake.api_version == "v4" else None)
+    assert sent.status == 422 and fake.messages_by(fake.bot) == []

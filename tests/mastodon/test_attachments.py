@@ -150,6 +150,8 @@ def test_the_address_rule() -> None:
         "2002:a00:1::1",  # 6to4 of 10.0.0.1
         "::7f00:1",  # IPv4-compatible 127.0.0.1
         "fec0::1",  # site-local
+        "64:ff9b:1::7f00:1",  # local-use NAT64 (RFC 8215)
+        "::ffff:0:7f00:1",  # IPv4-translated 127.0.0.1 (RFC 2765)
         "not an address",
     ):
         assert not public_address(private), private
@@ -193,16 +195,17 @@ async def test_a_home_server_whose_name_resolves_to_loopback_is_not_fetched(serv
     assert served == ["/picture"]
 
 
-def test_subdomains_of_the_bots_own_servers_may_have_private_addresses() -> None:
+def test_only_the_exact_trusted_names_may_have_private_addresses() -> None:
+    """Not subdomains: a Lemmy comment's picture URL is the requester's own markdown."""
     from federation.attachments import _trusted_name
 
     trusted = frozenset({"social.example", "10.0.0.5"})
     assert _trusted_name("social.example", trusted)
-    assert _trusted_name("files.social.example", trusted)
+    assert _trusted_name("Social.Example.", trusted)
     assert _trusted_name("10.0.0.5", trusted)
+    assert not _trusted_name("grafana.social.example", trusted)
     assert not _trusted_name("evilsocial.example", trusted)
     assert not _trusted_name("social.example.evil.test", trusted)
-    assert not _trusted_name("1.10.0.0.5", trusted)
 
 
 async def test_a_redirect_into_the_private_network_is_not_followed(server) -> None:

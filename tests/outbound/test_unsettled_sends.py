@@ -15,14 +15,16 @@ is refused with 422 for at least 120 s. These tests pin the design built on it:
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
-from federation.errors import DeliveryUnconfirmed, OutcomeUnknown
-from federation.lemmy import UNKNOWN_PM, _token_in_time, fallback_token
+from federation.errors import DeliveryUnconfirmed, OutcomeUnknown, TransientError
+from federation.lemmy import UNKNOWN_PM, LemmyAdapter, fallback_token
 from federation.types import OutgoingPost, Visibility
 from fedibot.outbound.post_once import IntentState, PostKind, request_token
 from fedibot.storage.models import JobState, ReplyState
-from tests.outbound.conftest import LEASE, World, crash_once
+from tests.outbound.conftest import LEASE, Process, World, crash_once
 
 
 @pytest.fixture
@@ -43,6 +45,13 @@ async def _crash_after_sending(world: World, job_id: int) -> None:
     calls = crash_once(first.replier.outbound.store, "mark_posted")
     assert await first.reply_once() == 1
     assert calls == [1] and len(world.fake.messages_by(world.fake.bot)) == 1
+
+
+async def _retry(world: World, process: Process, job_id: int) -> None:
+    """The same process takes the job again when its retry is due."""
+    job = await world.job(job_id)
+    world.clock.advance(job.not_before - world.clock.now + 1)
+    assert await process.reply_once() == 1
 
 
 async def _restart_after(world: World, seconds: float) -> None:
@@ -204,12 +213,156 @@ async def test_a_locked_posts_message_has_its_own_key_and_its_repeat_is_refused(
     assert (job.state, job.reply_remote_id) == (JobState.DONE, UNKNOWN_PM)
 
 
-def test_a_repeat_that_waited_too_long_for_its_turn_is_not_sent() -> None:
+@pytest.mark.parametrize("status", [502, 504, 520, 524])
+async def test_a_proxys_lost_answer_is_an_unknown_outcome_repeated_in_time(
+    world: World, status: int
+) -> None:
+    """nginx 502/504, Cloudflare 520/524 after Lemmy sent the message: the retry comes
+    back while Lemmy remembers the key (half the time left), repeats it, gets 422."""
+    mention = await world.private_request("a red fox")
+    job_id = await world.result_job(mention, images=1)
+    world.fake.fail_next("POST", PM_PATH, status, after=True)
+    process = await world.process()
+    assert await process.reply_once() == 1
+    job = await world.job(job_id)
+    assert job.state == JobState.GENERATED
+    assert job.not_before - world.clock.now <= 55  # within half of the 110 s window
+    world.clock.advance(job.not_before - world.clock.now + 1)
+    assert await process.reply_once() == 1
+    assert [r.status for r in _pm_posts(world)] == [status, 422]
+    assert len(world.fake.messages_by(world.fake.bot)) == 1
+
+
+async def test_a_repeat_that_fails_before_its_create_keeps_the_earlier_call_unknown(
+    world: World,
+) -> None:
+    """The locked post's message was sent but its answer lost; on the retry the parent's
+    check fails (a timeout): nothing was decided, so the key is kept, and the next retry
+    still repeats it instead of sending a second message."""
+    mention = await world.request("a red fox")
+    job_id = await world.result_job(mention, images=1)
+    world.fake.fail_next("POST", "/api/v4/comment", 400, "locked")
+    world.fake.fail_next("POST", PM_PATH, 504, after=True)
+    process = await world.process()
+    assert await process.reply_once() == 1
+    world.fake.lock_post(int(mention.context["post_id"]))
+    first_key = _pm_posts(world)[0].idempotency_key
+    # the replier's "does the request still exist" passes; the parent's check times out once
+    world.fake.fail_next("GET", "/api/v4/comment", 504, skip=1)
+    await _retry(world, process, job_id)
+    await _retry(world, process, job_id)
+    intent = await process.replier.outbound.store.get(job_id, PostKind.RESULT)
+    assert intent is not None and intent.state == IntentState.POSTED
+    assert len(world.fake.messages_by(world.fake.bot)) == 1
+    assert [(r.status, r.idempotency_key) for r in _pm_posts(world)] == [
+        (504, first_key),
+        (422, first_key),
+    ]
+
+
+async def test_a_lookup_failing_after_the_422_keeps_the_key_for_the_next_try(
+    world: World,
+) -> None:
+    mention = await world.private_request("a red fox")
+    job_id = await world.result_job(mention, images=1)
+    world.fake.fail_next("POST", PM_PATH, 504, after=True)
+    process = await world.process()
+    assert await process.reply_once() == 1
+    adapter = process.adapter
+    assert isinstance(adapter, LemmyAdapter)
+    real = adapter.find_existing_reply
+    calls: list[int] = []
+
+    async def flaky(post: OutgoingPost):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        if len(calls) == 2:  # the look after the 422 (the first is find_post's)
+            raise TransientError("lookup failed")
+        return await real(post)
+
+    adapter.find_existing_reply = flaky  # type: ignore[method-assign]
+    await _retry(world, process, job_id)
+    await _retry(world, process, job_id)
+    assert len(world.fake.messages_by(world.fake.bot)) == 1
+    assert [r.status for r in _pm_posts(world)] == [504, 422, 422]
+    assert (await world.job(job_id)).reply_remote_id == UNKNOWN_PM
+
+
+async def test_a_repeat_whose_time_ran_out_before_it_left_is_not_sent(world: World) -> None:
+    """The time left for a repeated key is checked right before the create request."""
+    mention = await world.private_request("a red fox")
+    process = await world.process()
+    adapter = process.adapter
     post = OutgoingPost(
-        text="x", visibility=Visibility.DIRECT, request_token="t" * 32, request_token_ttl=5.0
+        text="x",
+        visibility=Visibility.DIRECT,
+        recipient=mention.author,
+        is_private_message=True,
+        context=dict(mention.context),
+        request_token="t" * 32,
+        request_token_ttl=0.0,
     )
-    assert _token_in_time(post, 4.0) is post
     with pytest.raises(OutcomeUnknown):
-        _token_in_time(post, 5.0)
-    fresh = OutgoingPost(text="x", visibility=Visibility.DIRECT, request_token="t" * 32)
-    assert _token_in_time(fresh, 3600.0) is fresh
+        await adapter.post(post)
+    assert _pm_posts(world) == []
+    fresh = await adapter.post(dataclasses.replace(post, request_token_ttl=None))
+    assert fresh.remote_id.startswith("pm:") and len(_pm_posts(world)) == 1
+
+
+class _NoAnswer:
+    """An adapter whose create request never gets an answer."""
+
+    name = "main"
+    platform = "stub"
+    idempotency_window = 110.0
+
+    async def find_post(self, post: OutgoingPost, lookup: object) -> None:
+        return None
+
+    async def post(self, post: OutgoingPost) -> object:
+        raise OutcomeUnknown("timed out")
+
+
+async def test_an_unanswered_create_is_retried_within_half_the_time_left(world: World) -> None:
+    from fedibot.outbound.post_once import PostOnce
+
+    mention = await world.private_request("a red fox")
+    job_id = await world.result_job(mention, images=1)
+    assert world.db is not None
+    once = PostOnce(world.db, world.clock)
+    post = OutgoingPost(text="x", visibility=Visibility.DIRECT)
+    with pytest.raises(OutcomeUnknown) as first:
+        await once.send(_NoAnswer(), job_id, PostKind.RESULT, post)  # type: ignore[arg-type]
+    assert first.value.retry_within == 55.0
+    world.clock.advance(100)  # 10 s of the window left
+    with pytest.raises(OutcomeUnknown) as second:
+        await once.send(_NoAnswer(), job_id, PostKind.RESULT, post)  # type: ignore[arg-type]
+    assert second.value.retry_within == 5.0
+    world.clock.advance(9)  # 1 s left: too little to be of use
+    with pytest.raises(OutcomeUnknown) as third:
+        await once.send(_NoAnswer(), job_id, PostKind.RESULT, post)  # type: ignore[arg-type]
+    assert third.value.retry_within is None
+
+
+async def test_a_failed_check_before_a_first_create_settles_nothing_was_sent(
+    world: World,
+) -> None:
+    """Only a create request can leave a post behind: a proxy's 504 on the parent's check
+    is an ordinary transient error, and the first try's token is forgotten."""
+    mention = await world.request("a red fox")
+    job_id = await world.result_job(mention, images=1)
+    process = await world.process()
+    once = process.replier.outbound
+    post = OutgoingPost(
+        text="x",
+        visibility=Visibility.UNLISTED,
+        in_reply_to_id=mention.remote_id,
+        recipient=mention.author,
+        context=dict(mention.context),
+    )
+    world.fake.fail_next("GET", "/api/v4/comment", 504)
+    with pytest.raises(TransientError) as failed:
+        await once.send(process.adapter, job_id, PostKind.RESULT, post)
+    assert not isinstance(failed.value, OutcomeUnknown)
+    intent = await once.store.get(job_id, PostKind.RESULT)
+    assert intent is not None and intent.attempts == 1 and intent.send_token is None
+    assert world.fake.requests_to("POST", "/api/v4/comment") == []

@@ -205,6 +205,27 @@ async def test_transient_reply_failure_is_never_dropped(db):
     assert (await queue.get(job_id)).state == JobState.GENERATED
 
 
+async def test_a_retry_that_must_repeat_a_request_token_comes_back_in_time(db):
+    """`retry_within` (an unanswered create the server remembers for a while) caps the
+    delay that the backoff and the server's Retry-After would give."""
+    clock = FakeClock()
+    queue = JobQueue(db, QueueSettings(clock=clock, reply_retry_max_seconds=3600))
+    job_id = (await queue.enqueue(job("1"))).job_id
+    await queue.claim("w", max_batch=1)
+    await queue.complete("w", job_id, [])
+    await queue.claim_replies("r")
+    await queue.reply_failed(
+        "r", job_id, "remote_unavailable", "504", retryable=True, retry_after=600, retry_within=40
+    )
+    assert (await queue.get(job_id)).not_before == clock() + 40
+    clock.advance(40)
+    assert len(await queue.claim_replies("r")) == 1
+    await queue.reply_failed(
+        "r", job_id, "remote_unavailable", "504", retryable=True, retry_after=600
+    )
+    assert (await queue.get(job_id)).not_before == clock() + 600  # without it: as before
+
+
 async def test_cancel_and_retry(db):
     queue = JobQueue(db)
     job_id = (await queue.enqueue(job("1"))).job_id
