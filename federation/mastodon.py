@@ -107,6 +107,7 @@ from federation.visibility import reply_visibility
 log = logging.getLogger(__name__)
 
 USER_AGENT = "fedibot"
+WS_CLOSE_SECONDS = 5.0  # how long a WebSocket close handshake may take
 NOTIFICATIONS_PAGE = 80  # Mastodon's maximum page size for notifications
 # A handshake answered with one of these says "this streaming API is not served here"
 # (404: no route; 400/426: a plain GET where an upgrade is required; 405: wrong method).
@@ -401,7 +402,10 @@ class _WsStream:
                 if ws.close_code not in (None, 1000, 1001):
                     raise ConnectionError(f"stream closed by the server (code {ws.close_code})")
             finally:
-                await ws.close()
+                # A server that keeps pinging and never answers the close frame would keep
+                # aiohttp's close() reading forever: the session's exit drops the socket.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(ws.close(), WS_CLOSE_SECONDS)
 
     async def _handshake(self, session: aiohttp.ClientSession) -> aiohttp.ClientWebSocketResponse:
         adapter = self.adapter

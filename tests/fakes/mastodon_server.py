@@ -1418,8 +1418,18 @@ class FakeMastodon:
         refused = self.stream_subscription_error
         if refused is not None:
             await ws.send_str(json.dumps({"error": refused[0], "status": refused[1]}))
+
+        async def read_client() -> None:
+            """Read what the client sends, as real servers do: a close frame gets its answer
+            (aiohttp replies on receive) and ends the connection."""
+            async for _ in ws:
+                pass
+
+        reader = asyncio.ensure_future(read_client())
         try:
             while True:
+                if reader.done():
+                    return ws
                 if conn.drop_after is not None and conn.sent >= conn.drop_after:
                     if request.transport is not None:
                         request.transport.abort()
@@ -1441,4 +1451,5 @@ class FakeMastodon:
         except (ConnectionResetError, RuntimeError):
             return ws
         finally:
+            reader.cancel()
             self._streams.remove(conn)

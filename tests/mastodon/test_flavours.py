@@ -425,6 +425,9 @@ async def test_a_refused_websocket_subscription_is_reported_and_mentions_still_a
     task = await run_listener(adapter, collector)
     try:
         await fake.wait_for_streams(1)
+        # the start's catch-up and the one closing the gap when the stream "connected" are
+        # done: only a later catch-up (after the refused stream ended) can see this mention
+        await eventually(lambda: fake.count("GET", "/api/v1/notifications") >= 2)
         fake.mention("alice@remote.example", "@fedibot a red fox")
         await eventually(lambda: collector.mentions)
     finally:
