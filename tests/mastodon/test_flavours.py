@@ -241,8 +241,7 @@ async def test_no_streaming_at_all_falls_back_to_polling(
     collector = Collector()
     task = await run_listener(adapter, collector)
     try:
-        while adapter.receive_mode != "polling":  # both stream kinds refused first
-            await asyncio.sleep(0.01)
+        await eventually(lambda: adapter.receive_mode == "polling")  # both kinds refused
         request = fake.mention("alice@remote.test", "polled")
         await collector.wait_for(1)
         assert collector.ids == [request["id"]]
