@@ -5,12 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from fedibot.app import App
 from fedibot.config.loader import FedibotConfig
+from tests.fixtures_path import REPO_ROOT
 
 # Load tests and benchmarks send many requests from few accounts: no quota may interfere.
 NO_QUOTAS = {
@@ -128,3 +134,29 @@ def to_toml(raw: dict[str, Any]) -> str:
     for account in raw.get("accounts", []):
         table("accounts", account, "[[{}]]")
     return "\n".join(lines) + "\n"
+
+
+async def run_then_sigkill(
+    raw: dict[str, Any], workdir: Path, when: Callable[[], bool], timeout: float = 120.0
+) -> None:
+    """A real `fedibot run` on `raw` (written to `workdir/config.toml`, its output in
+    `workdir/bot.log`), SIGKILLed as soon as `when()` holds. Fails if it exits first."""
+    config_file = workdir / "config.toml"
+    config_file.write_text(to_toml(raw))
+    log_path = workdir / "bot.log"
+    with log_path.open("wb") as log_file:
+        bot = subprocess.Popen(
+            [sys.executable, "-m", "fedibot", "run"],
+            cwd=REPO_ROOT,
+            env={**os.environ, "FEDIBOT_CONFIG": str(config_file)},
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            await eventually(lambda: when() or bot.poll() is not None, timeout=timeout)
+            assert bot.poll() is None, log_path.read_text()
+            os.kill(bot.pid, signal.SIGKILL)
+            await asyncio.to_thread(bot.wait, 10)
+        finally:
+            if bot.poll() is None:
+                bot.kill()

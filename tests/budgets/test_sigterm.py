@@ -6,10 +6,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from tests.fixtures_path import REPO_ROOT
+from tests.waiting import wait_until
 
 
 def test_sigterm_and_orderly_shutdown_are_logged(tmp_path: Path) -> None:
@@ -28,15 +28,13 @@ def test_sigterm_and_orderly_shutdown_are_logged(tmp_path: Path) -> None:
         stderr=subprocess.STDOUT,
     )
     try:
-        deadline = time.monotonic() + 60
-        # the "no accounts" hint comes right before the app starts; wait for the start
-        while b"nothing to listen to" not in (tmp_path / "bot.log").read_bytes():
-            assert bot.poll() is None and time.monotonic() < deadline, (
-                tmp_path / "bot.log"
-            ).read_text()
-            time.sleep(0.05)
-        while not (tmp_path / "bot.db").exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        def started() -> bool:
+            # the "no accounts" hint comes right before the app starts; wait for the start
+            assert bot.poll() is None, (tmp_path / "bot.log").read_text()
+            return b"nothing to listen to" in (tmp_path / "bot.log").read_bytes()
+
+        wait_until(started, "the bot to start")
+        wait_until(lambda: (tmp_path / "bot.db").exists(), "the database file")
         os.kill(bot.pid, signal.SIGTERM)
         assert bot.wait(60) == 0
     finally:

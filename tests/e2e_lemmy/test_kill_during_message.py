@@ -11,11 +11,7 @@ test, not by how fast this machine restarts.
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -26,9 +22,8 @@ from aiohttp import web
 
 from federation.lemmy import UNKNOWN_PM
 from tests.e2e_lemmy.conftest import BOT_PASSWORD, RATE_LIMITS, Apps, eventually, raw_config
-from tests.e2e_support import to_toml
+from tests.e2e_support import run_then_sigkill
 from tests.fakes.lemmy_server import FakeLemmy
-from tests.fixtures_path import REPO_ROOT
 
 PM_PATH = "/api/v4/private_message"
 
@@ -90,27 +85,11 @@ async def test_killed_after_lemmy_created_the_message_it_is_never_sent_twice(
     raw = raw_config(data_dir, fake)
     # The held answer must not time out on the bot's side before the test kills it.
     raw["accounts"][0]["request_timeout_seconds"] = 600
-    config_file = tmp_path / "config.toml"
-    config_file.write_text(to_toml(raw))
     alice = fake.add_user("alice", domain="remote.example")
     fake.private_message(alice, "a lighthouse at dusk")
-    log_file = (tmp_path / "bot.log").open("wb")
-    bot = subprocess.Popen(
-        [sys.executable, "-m", "fedibot", "run"],
-        cwd=REPO_ROOT,
-        env={**os.environ, "FEDIBOT_CONFIG": str(config_file)},
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-    )
     try:
-        await eventually(lambda: fake.held >= 1 or bot.poll() is not None, timeout=120)
-        assert bot.poll() is None, (tmp_path / "bot.log").read_text()
-        os.kill(bot.pid, signal.SIGKILL)
-        await asyncio.to_thread(bot.wait, 10)
+        await run_then_sigkill(raw, tmp_path, lambda: fake.held >= 1)
     finally:
-        if bot.poll() is None:
-            bot.kill()
-        log_file.close()
         fake.release()
     assert len(fake.messages_by(fake.bot)) == 1  # on the server; the bot never heard
 

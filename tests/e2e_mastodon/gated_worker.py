@@ -9,11 +9,11 @@ A render of a batch proceeds when GATE_DIR/open exists, or GATE_DIR/pass-<first 
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 from generator.service import GeneratorService
+from tests.waiting import wait_until
 
 
 def main() -> None:
@@ -22,11 +22,11 @@ def main() -> None:
 
     def gated(self: GeneratorService, requests: list[Any], progress: Any = None) -> Any:
         passed = gate / f"pass-{requests[0].job_id}"
-        deadline = time.monotonic() + 600
-        while not ((gate / "open").exists() or passed.exists()):
-            if time.monotonic() > deadline:
-                raise TimeoutError("the test never opened the gate")
-            time.sleep(0.02)
+        wait_until(
+            lambda: (gate / "open").exists() or passed.exists(),
+            "the test to open the gate",
+            timeout=600,
+        )
         return render(self, requests, progress)
 
     GeneratorService.render = gated  # type: ignore[method-assign]

@@ -4,11 +4,6 @@ images and posting the status."""
 
 from __future__ import annotations
 
-import asyncio
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -25,10 +20,9 @@ from tests.e2e_mastodon.conftest import (
     raw_config,
     replies_to,
     settled,
-    to_toml,
 )
 from tests.e2e_mastodon.services import GatedService
-from tests.fixtures_path import REPO_ROOT
+from tests.e2e_support import run_then_sigkill
 
 
 def _answered_once(fake: HoldingMastodon, request_ids: list[str]) -> None:
@@ -135,29 +129,12 @@ async def test_bot_killed_between_media_upload_and_status_post_replies_once_afte
 ) -> None:
     """A real `fedibot run` process is SIGKILLed while its status post is held open: either
     before the server created the status, or after (the bot never got the answer)."""
-    raw = raw_config(data_dir, fake)
-    config_file = tmp_path / "config.toml"
-    config_file.write_text(to_toml(raw))
     fake.hold_statuses(after_create=after_create)
     request = fake.mention("alice@remote.example", "a kite over the sea --n 2")["id"]
-    log_file = (tmp_path / "bot.log").open("wb")
-    bot = subprocess.Popen(
-        [sys.executable, "-m", "fedibot", "run"],
-        cwd=REPO_ROOT,
-        env={**os.environ, "FEDIBOT_CONFIG": str(config_file)},
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-    )
     try:
-        await eventually(lambda: fake.held >= 1 or bot.poll() is not None, timeout=60)
-        assert bot.poll() is None, (tmp_path / "bot.log").read_text()
-        assert fake.count("POST", "/api/v2/media") == 2  # both images are uploaded
-        os.kill(bot.pid, signal.SIGKILL)
-        await asyncio.to_thread(bot.wait, 10)
+        await run_then_sigkill(raw_config(data_dir, fake), tmp_path, lambda: fake.held >= 1)
+        assert fake.count("POST", "/api/v2/media") == 2  # both images were uploaded
     finally:
-        if bot.poll() is None:
-            bot.kill()
-        log_file.close()
         fake.release()
     assert len(bot_statuses(fake)) == (1 if after_create else 0)
 

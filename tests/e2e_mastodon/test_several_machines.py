@@ -158,23 +158,31 @@ async def test_six_kill9s_mid_batch_leave_every_job_answered_once_with_images(
                 module="tests.e2e_mastodon.gated_worker",
             )  # fmt: skip
             restarted, spawned_at = time.monotonic(), time.time()
-            first_start: float | None = None
-            try:
-                while True:  # condition waits on the database, no sleeps raced against leases
-                    assert proc.poll() is None, (home / "process.log").read_text()[-3000:]
-                    started = await _started_since(db, spawned_at)
-                    if started and first_start is None:
-                        first_start = time.monotonic()
-                        assert first_start - restarted < 60, "the queue did not move within 60 s"
-                    if any(r.batch_size >= 2 for r in started):  # a batch of several renders
-                        proc.send_signal(signal.SIGKILL)
-                        await asyncio.to_thread(proc.wait, 30)
-                        kills += 1
-                        break
-                    for r in started:  # a suspect alone: let it through
-                        (gate / f"pass-{r.id}").touch()
-                    assert time.monotonic() - restarted < 120, "no batch started"
-                    await asyncio.sleep(0.05)
+            first_start: list[float] = []
+
+            async def batch_started(
+                proc: subprocess.Popen[bytes] = proc,
+                spawned_at: float = spawned_at,
+                restarted: float = restarted,
+                first_start: list[float] = first_start,
+            ) -> bool:
+                """A batch of several renders began (suspects alone are let through)."""
+                assert proc.poll() is None, (home / "process.log").read_text()[-3000:]
+                started = await _started_since(db, spawned_at)
+                if started and not first_start:
+                    first_start.append(time.monotonic())
+                    assert first_start[0] - restarted < 60, "the queue did not move within 60 s"
+                if any(r.batch_size >= 2 for r in started):
+                    return True
+                for r in started:
+                    (gate / f"pass-{r.id}").touch()
+                return False
+
+            try:  # condition waits on the database, no sleeps raced against leases
+                await eventually(batch_started, timeout=120)
+                proc.send_signal(signal.SIGKILL)
+                await asyncio.to_thread(proc.wait, 30)
+                kills += 1
             finally:
                 if proc.poll() is None:
                     proc.kill()

@@ -11,7 +11,6 @@ import asyncio
 import json
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from generator.types import GenerationRequest
 from generator.worker import Worker, install_signal_handlers
 from tests.generator.conftest import WrappedPipe, make_config
 from tests.memory_source import MemoryWorkSource
+from tests.waiting import wait_until
 
 
 async def main(data_dir: Path, log_path: Path) -> None:
@@ -32,9 +32,7 @@ async def main(data_dir: Path, log_path: Path) -> None:
     def slow(kwargs: dict[str, Any]) -> None:
         with open(log_path, "a") as fh:
             fh.write(json.dumps({"event": "pipeline_started", "n": len(kwargs["prompt"])}) + "\n")
-        deadline = time.monotonic() + 60
-        while not worker.stopping and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: worker.stopping, "the SIGTERM to stop the worker")
 
     loaded.pipe = WrappedPipe(loaded.pipe, slow)
     requests = [GenerationRequest(job_id=i, prompt=f"p{i}", seeds=[i]) for i in range(12)]

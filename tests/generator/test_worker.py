@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ from generator.service import GeneratorService
 from generator.types import GenerationRequest
 from generator.worker import Worker
 from tests.memory_source import MemoryWorkSource
+from tests.waiting import wait_until
 
 
 def job(job_id: int, seeds: list[int] | None = None, **kw: Any) -> GenerationRequest:
@@ -43,15 +43,6 @@ async def test_serves_every_job_in_compatible_batches(
         assert all(img.path.is_file() for img in result.images)
 
 
-def wait_in_thread(condition: Any, what: str, timeout: float = 60.0) -> None:
-    """Block the calling (pipeline) thread until `condition()` holds; fail after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting: {what}")
-        time.sleep(0.005)
-
-
 async def test_heartbeats_and_loop_stays_free_during_a_long_batch(
     service: GeneratorService, tiny_data_dir: Path, wrap_pipe: Any
 ) -> None:
@@ -68,7 +59,7 @@ async def test_heartbeats_and_loop_stays_free_during_a_long_batch(
         answer = asyncio.run_coroutine_threadsafe(on_the_loop(), loop)
         assert answer.result(timeout=60)
         beats = source.heartbeats
-        wait_in_thread(lambda: source.heartbeats >= beats + 2, "two heartbeats mid-batch")
+        wait_until(lambda: source.heartbeats >= beats + 2, "two heartbeats mid-batch")
 
     wrap_pipe(compute)
     await Worker(source, service, cfg, "w", exit_when_empty=True).run()
@@ -87,7 +78,7 @@ async def test_next_batch_is_claimed_while_the_current_one_computes(
 
     # The first batch computes until the next one is claimed (or the wait gives up, and
     # the order below shows the claim came only after the completion).
-    wrap_pipe(lambda kwargs: wait_in_thread(lambda: claims() >= 2, "a prefetch claim", 20))
+    wrap_pipe(lambda kwargs: wait_until(lambda: claims() >= 2, "a prefetch claim", 20))
     await Worker(source, service, config, "w", exit_when_empty=True).run()
     events = [json.loads(line)["event"] for line in log.read_text().splitlines()]
     assert events[:2] == ["claim", "claim"]  # second claim before the first completion

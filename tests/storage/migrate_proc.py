@@ -6,21 +6,17 @@ usage: python -m tests.storage.migrate_proc DB_URL READY_FILE GO_FILE
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 from fedibot.storage.database import Database
 from fedibot.storage.migrate import current_revision, head_revision, upgrade_blocking
+from tests.waiting import wait_until
 
 
 def main(url: str, ready: str, go: str) -> None:
     db = Database(url)
     Path(ready).touch()
-    deadline = time.monotonic() + 120
-    while not Path(go).exists():
-        if time.monotonic() > deadline:
-            raise SystemExit("never told to start")
-        time.sleep(0.005)
+    wait_until(lambda: Path(go).exists(), "the test to say go", timeout=120)
     upgrade_blocking(db)
     assert current_revision(db) == head_revision()
     db.close()

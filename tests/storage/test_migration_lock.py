@@ -12,6 +12,7 @@ from sqlalchemy import create_engine, inspect
 
 from fedibot.storage.database import normalize_url
 from tests.dbutil import fresh_postgres_database
+from tests.e2e_support import eventually
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -30,10 +31,10 @@ async def _race(url: str, tmp: Path, n: int = 5) -> None:
                 text=True,
             )
         )
-    for _ in range(2400):  # all connected and waiting (generous: imports on a busy box)
-        if all(r.exists() for r in ready) or any(p.poll() is not None for p in procs):
-            break
-        await asyncio.sleep(0.05)
+    await eventually(  # all connected and waiting (generous: imports on a busy box)
+        lambda: all(r.exists() for r in ready) or any(p.poll() is not None for p in procs),
+        timeout=120,
+    )
     go.touch()
     errors = []
     for proc in procs:
